@@ -1,0 +1,76 @@
+"""Compat properties and the arrays QEMU keeps them in.
+
+QEMU's ``GlobalProperty { driver, property, value, optional }`` is the unit of
+machine-type compatibility: "on machine types this old, ``driver.property``
+defaults to ``value``".  They live in named arrays (``hw_compat_9_2``,
+``pc_compat_9_2``, ``pc_q35_compat_defaults``...) that each machine type's
+options function appends, in order, to its ``compat_props``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from attrs import field, frozen
+
+
+@frozen
+class GlobalProperty:
+    """One compat entry, exactly as QEMU's C struct holds it."""
+
+    driver: str
+    property: str
+    value: str
+    optional: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.driver}.{self.property}={self.value}"
+
+
+@frozen
+class CompatTable:
+    """A named ``GlobalProperty`` array (``hw_compat_9_2``...)."""
+
+    name: str
+    entries: tuple[GlobalProperty, ...] = field(converter=tuple)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[GlobalProperty]:
+        return iter(self.entries)
+
+
+@frozen
+class CompatProp:
+    """A compat entry as a machine type applies it: which array, which slot.
+
+    ``position`` is the entry's place in the machine type's whole
+    ``compat_props`` list; later positions win.
+    """
+
+    prop: GlobalProperty
+    table: str
+    index: int
+    position: int
+
+    @property
+    def driver(self) -> str:
+        return self.prop.driver
+
+    @property
+    def value(self) -> str:
+        return self.prop.value
+
+    @property  # defined last: the name shadows the builtin inside the class body
+    def property(self) -> str:
+        return self.prop.property
+
+
+def flatten(tables: Sequence[CompatTable]) -> tuple[CompatProp, ...]:
+    """The machine type's ``compat_props``: its arrays, concatenated in order."""
+    out: list[CompatProp] = []
+    for table in tables:
+        for index, prop in enumerate(table.entries):
+            out.append(CompatProp(prop, table.name, index, len(out)))
+    return tuple(out)

@@ -1,0 +1,67 @@
+"""Errors that reach the operator as one line and a documented exit code.
+
+Every failure the CLI can meet is one of these; anything else is a bug.  The
+exit codes are the ones the README documents:
+
+* 1 ``PowerOnRefused``: QEMU would refuse to power the configuration on.
+* 2 ``UsageError`` and its kin: the input was bad (options, names, files).
+* 3 ``EnvironmentUnavailable``: something on this host (QEMU, /dev/kvm) is
+  missing, refused us, or misbehaved.
+"""
+
+from __future__ import annotations
+
+
+class MachinesError(Exception):
+    """Base class: ``str(err)`` is the one line shown to the operator."""
+
+    exit_code = 2
+
+
+class UsageError(MachinesError):
+    """Bad command line, unknown name or malformed input (exit 2)."""
+
+    exit_code = 2
+
+
+class OptionError(UsageError):
+    """A QEMU option string QEMU itself would reject while parsing it."""
+
+    def __init__(self, option: str, arg: str, reason: str) -> None:
+        self.option = option
+        self.arg = arg
+        self.reason = reason
+        super().__init__(f"{option} '{arg}': {reason}")
+
+
+class PropertyError(UsageError):
+    """A property value or name QEMU would reject when it applies it."""
+
+
+class UnknownMachineError(UsageError):
+    """A machine type the build does not have, with the closest names."""
+
+    def __init__(self, name: str, build: str, suggestions: tuple[str, ...], note: str = "") -> None:
+        self.name = name
+        self.suggestions = suggestions
+        hint = ""
+        if suggestions:
+            hint = "; did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?"
+        extra = f" ({note})" if note else ""
+        super().__init__(f"unknown machine type '{name}' for QEMU {build}{extra}{hint}")
+
+
+class DataError(UsageError):
+    """A data or profile file that is not what it claims to be."""
+
+
+class PowerOnRefused(MachinesError):
+    """QEMU (or KVM underneath it) would refuse to power this VM on."""
+
+    exit_code = 1
+
+
+class EnvironmentUnavailable(MachinesError):
+    """A host facility (QEMU binary, /dev/kvm) is absent or failing (exit 3)."""
+
+    exit_code = 3

@@ -1,0 +1,87 @@
+"""Machine type names: family prefix, version, and how they sort.
+
+QEMU names versioned machine types ``<prefix>-<version>``: ``pc-q35-10.0``,
+``pc-i440fx-2.12``, the bug-fix ``pc-q35-4.0.1``, and downstream builds add
+their own, such as RHEL's ``pc-q35-rhel9.6.0``.  A version is an optional
+alphabetic tag and two or more dotted numbers.  Versions of one family sort by
+(tag, numbers), newest first, so downstream types need no special case.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+from attrs import frozen
+
+_VERSIONED = re.compile(r"^(?P<prefix>.+?)-(?P<tag>[A-Za-z]*)(?P<numbers>\d+(?:\.\d+)+)$")
+
+
+@frozen(order=True)
+class MachineVersion:
+    """A machine type's version: ``(tag, numbers)``, ordered oldest to newest."""
+
+    tag: str
+    numbers: tuple[int, ...]
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        return self.numbers[0], self.numbers[1]
+
+    def __str__(self) -> str:
+        return self.tag + ".".join(str(n) for n in self.numbers)
+
+
+@frozen
+class MachineName:
+    """A parsed machine type name."""
+
+    name: str
+    prefix: str
+    version: MachineVersion | None
+
+    @property
+    def versioned(self) -> bool:
+        return self.version is not None
+
+
+def parse_machine_name(name: str) -> MachineName:
+    """Split a machine type name into its family prefix and version."""
+    match = _VERSIONED.match(name)
+    if not match:
+        return MachineName(name, name, None)
+    numbers = tuple(int(n) for n in match["numbers"].split("."))
+    return MachineName(name, match["prefix"], MachineVersion(match["tag"], numbers))
+
+
+def parse_release(text: str) -> tuple[int, ...]:
+    """A QEMU release like ``10.1`` or ``10.1.2`` as a tuple of numbers."""
+    parts = text.split(".")
+    if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not a QEMU release: {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def closest_names(name: str, candidates: Iterable[str], limit: int = 3) -> tuple[str, ...]:
+    """The candidates most like ``name``, best first (for "did you mean").
+
+    Within the same family, the nearest versions come first: an operator who
+    typed ``pc-q35-10.9`` wants ``pc-q35-10.2``, not ``pc-q35-1.0``-alikes.
+    """
+    pool = list(candidates)
+    wanted = parse_machine_name(name)
+    if wanted.version is not None:
+        same_family = [
+            c for c in pool if (p := parse_machine_name(c)).prefix == wanted.prefix and p.version
+        ]
+        if same_family:
+            def distance(candidate: str) -> tuple[int, ...]:
+                version = parse_machine_name(candidate).version
+                assert version is not None
+                target = wanted.version
+                assert target is not None
+                return tuple(abs(a - b) for a, b in zip(version.numbers, target.numbers))
+
+            return tuple(sorted(same_family, key=distance)[:limit])
+    return tuple(difflib.get_close_matches(name, pool, n=limit, cutoff=0.5))

@@ -1,0 +1,186 @@
+"""Talking to a real QEMU over QMP, in three layers.
+
+* transport: :class:`QemuProcess` owns one child QEMU and a private socket
+  directory; whatever happens, the child is reaped and the directory removed.
+* protocol: ``qemu.qmp.QMPClient`` (the QEMU project's own library) speaks
+  QMP on that socket.  We listen and QEMU connects to us, so a QEMU that dies
+  before its monitor is up is noticed at once instead of after a timeout.
+* client: :class:`QemuSession` adds the few typed queries this project asks.
+
+Every failure becomes :class:`machines.errors.EnvironmentUnavailable` with one
+line that says what QEMU did; ``qemu.qmp`` is imported only when needed so
+that commands which never start QEMU do not pay for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from machines.errors import EnvironmentUnavailable
+
+DEFAULT_TIMEOUT = 20.0
+BASE_ARGS = ("-nodefaults", "-display", "none")
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    # QEMU prefixes its messages with the program name; keep the message.
+    line = lines[-1] if lines else ""
+    return line.split(": ", 1)[1] if line.startswith("qemu-system") and ": " in line else line
+
+
+class QemuProcess:
+    """One QEMU child with a QMP monitor; an async context manager."""
+
+    def __init__(self, binary: str, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.binary = binary
+        self.args = tuple(args)
+        self.timeout = timeout
+        self.tmpdir: str | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.client: Any = None
+
+    async def __aenter__(self) -> QemuProcess:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        from qemu.qmp import QMPClient
+
+        resolved = shutil.which(self.binary)
+        if resolved is None:
+            raise EnvironmentUnavailable(f"QEMU binary '{self.binary}' not found")
+        self.tmpdir = tempfile.mkdtemp(prefix="machines-qmp-")
+        sock = os.path.join(self.tmpdir, "qmp.sock")
+        stderr_path = os.path.join(self.tmpdir, "stderr")
+        self.client = QMPClient("machines")
+        await self.client.start_server(sock)
+        with open(stderr_path, "wb") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                resolved, *self.args,
+                "-chardev", f"socket,id=machines-qmp,path={sock}",
+                "-mon", "chardev=machines-qmp,mode=control",
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
+                start_new_session=True,
+            )
+        accept = asyncio.ensure_future(self.client.accept())
+        exited = asyncio.ensure_future(self.proc.wait())
+        done, _ = await asyncio.wait({accept, exited}, timeout=self.timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if accept in done and accept.exception() is None:
+            exited.cancel()
+            return
+        accept.cancel()
+        exited.cancel()
+        with contextlib.suppress(BaseException):
+            await accept
+        if self.proc.returncode is not None:
+            why = _last_line(stderr_path) or "no message"
+            raise EnvironmentUnavailable(
+                f"QEMU '{self.binary}' exited at once (status {self.proc.returncode}): {why}")
+        if not done:
+            raise EnvironmentUnavailable(
+                f"QEMU '{self.binary}' did not open its monitor within {self.timeout:g} s")
+        raise EnvironmentUnavailable(
+            f"QEMU '{self.binary}' monitor handshake failed: {accept.exception()}")
+
+    async def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Run one QMP command; errors and garbage become one clear line."""
+        from qemu.qmp import ExecuteError, QMPError
+
+        try:
+            return await asyncio.wait_for(self.client.execute(command, arguments), self.timeout)
+        except ExecuteError as err:
+            raise EnvironmentUnavailable(f"QEMU refused '{command}': {err.error.desc}") from None
+        except asyncio.TimeoutError:
+            raise EnvironmentUnavailable(
+                f"QEMU did not answer '{command}' within {self.timeout:g} s") from None
+        except (QMPError, EOFError, OSError) as err:
+            detail = str(err) or type(err).__name__
+            raise EnvironmentUnavailable(f"QEMU broke off '{command}': {detail}") from None
+
+    async def _stop(self) -> None:
+        if self.client is not None:
+            from qemu.qmp import Runstate
+
+            if self.client.runstate == Runstate.RUNNING:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.client.execute("quit"), 2.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.disconnect(), 2.0)
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), 2.0)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+
+class QemuSession:
+    """Typed queries over a running :class:`QemuProcess`."""
+
+    def __init__(self, process: QemuProcess) -> None:
+        self.process = process
+
+    async def version(self) -> tuple[str, str]:
+        reply = await self.process.execute("query-version")
+        q = _expect(reply, dict, "query-version")
+        numbers = _expect(q.get("qemu"), dict, "query-version")
+        text = "{major}.{minor}.{micro}".format(**{k: int(numbers[k]) for k in ("major", "minor", "micro")})
+        return text, str(q.get("package", "")).strip()
+
+    async def machines(self) -> list[dict[str, Any]]:
+        reply = await self.process.execute("query-machines", {"compat-props": True})
+        return [_expect(m, dict, "query-machines") for m in _expect(reply, list, "query-machines")]
+
+    async def types(self) -> list[dict[str, Any]]:
+        reply = await self.process.execute("qom-list-types", {"abstract": True})
+        return [_expect(t, dict, "qom-list-types") for t in _expect(reply, list, "qom-list-types")]
+
+    async def device_properties(self, typename: str) -> list[dict[str, Any]]:
+        reply = await self.process.execute("device-list-properties", {"typename": typename})
+        return [_expect(p, dict, "device-list-properties") for p in _expect(reply, list, typename)]
+
+    async def object_properties(self, typename: str) -> list[dict[str, Any]]:
+        reply = await self.process.execute("qom-list-properties", {"typename": typename})
+        return [_expect(p, dict, "qom-list-properties") for p in _expect(reply, list, typename)]
+
+    async def qom_get(self, path: str, prop: str) -> Any:
+        return await self.process.execute("qom-get", {"path": path, "property": prop})
+
+    async def qom_list(self, path: str) -> list[dict[str, Any]]:
+        reply = await self.process.execute("qom-list", {"path": path})
+        return [_expect(p, dict, "qom-list") for p in _expect(reply, list, "qom-list")]
+
+
+def _expect(value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise EnvironmentUnavailable(f"QEMU sent an unexpected reply to '{what}'")
+    return value

@@ -1,0 +1,131 @@
+"""The QOM type hierarchy and property defaults of one QEMU build.
+
+A global property for ``virtio-pci`` reaches ``virtio-net-pci`` because QEMU
+matches globals with ``object_dynamic_cast``: a type is "a" driver when the
+driver is the type itself or one of its ancestors.  Properties and their
+defaults come from ``device-list-properties``/``qom-list-properties`` of the
+real binary (stored per type as the difference from its parent).
+
+Two things QEMU does at instance time matter for effective values:
+
+* virtio PCI proxies (``virtio-net-pci``) alias every property of their
+  backend device (``virtio-net-device``); globals for the backend type reach
+  the proxy's property through that alias.
+* some properties have no static default and get their value when the object
+  is created (CPU model features); the importer records those as
+  ``instance`` defaults, read from a freshly created object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from typing import Any
+
+from attrs import frozen
+
+from machines.values import Value
+
+
+@frozen
+class PropertyInfo:
+    """A property as ``device-list-properties`` describes it."""
+
+    name: str
+    type: str
+    default: Value | None
+    has_default: bool
+    description: str = ""
+    default_origin: str = "type"  # "type", "instance", or a release id for model changes
+
+
+_VIRTIO_PROXY_SUFFIXES = ("-pci-non-transitional", "-pci-transitional", "-pci")
+
+
+class QomTypes:
+    """Type hierarchy and merged property tables for one build."""
+
+    def __init__(self, types: Mapping[str, Any], properties: Mapping[str, Any],
+                 instances: Mapping[str, Any] | None = None) -> None:
+        self.parents: dict[str, str | None] = {n: v[0] for n, v in types.items()}
+        self.abstract: frozenset[str] = frozenset(n for n, v in types.items() if v[1])
+        self._own: dict[str, dict[str, PropertyInfo]] = {}
+        for typename, props in properties.items():
+            self._own[typename] = {
+                name: PropertyInfo(name, str(p[0]), p[1], bool(p[2]),
+                                   str(p[3]) if len(p) > 3 else "")
+                for name, p in props.items()
+            }
+        self._instances = {t: dict(v) for t, v in (instances or {}).items()}
+        self._merged: dict[str, dict[str, PropertyInfo]] = {}
+
+    def __contains__(self, typename: object) -> bool:
+        return typename in self.parents
+
+    def ancestry(self, typename: str) -> list[str]:
+        """``typename`` and its ancestors, nearest first."""
+        chain = []
+        node: str | None = typename
+        while node is not None and node not in chain:
+            chain.append(node)
+            node = self.parents.get(node)
+        return chain
+
+    def is_a(self, typename: str, ancestor: str) -> bool:
+        return ancestor in self.ancestry(typename)
+
+    def subtypes(self, ancestor: str) -> list[str]:
+        return sorted(t for t in self.parents if self.is_a(t, ancestor))
+
+    @cached_property
+    def proxies(self) -> dict[str, str]:
+        """virtio PCI proxy type -> the backend device type it aliases."""
+        out = {}
+        for typename in self.parents:
+            if typename in self.abstract or not self.is_a(typename, "virtio-pci"):
+                continue
+            for suffix in _VIRTIO_PROXY_SUFFIXES:
+                if typename.endswith(suffix):
+                    stem = typename[: -len(suffix)]
+                    for backend in (f"{stem}-device", stem):
+                        if backend in self.parents and self.is_a(backend, "virtio-device"):
+                            out[typename] = backend
+                            break
+                    break
+        return out
+
+    def add_property(self, typename: str, info: PropertyInfo) -> None:
+        """Overlay a property (new in a model release) onto a type."""
+        self._own.setdefault(typename, {})[info.name] = info
+        self._merged.clear()
+
+    def own_properties(self, typename: str) -> dict[str, PropertyInfo]:
+        """Properties of the type itself (inherited ones included), no aliases."""
+        if typename not in self._merged:
+            merged: dict[str, PropertyInfo] = {}
+            for node in reversed(self.ancestry(typename)):
+                merged.update(self._own.get(node, {}))
+            for name, value in self._instances.get(typename, {}).items():
+                if name in merged and not merged[name].has_default:
+                    merged[name] = PropertyInfo(name, merged[name].type, value, True,
+                                                merged[name].description, "instance")
+            self._merged[typename] = merged
+        return self._merged[typename]
+
+    def properties(self, typename: str) -> dict[str, PropertyInfo]:
+        """Every property an instance of ``typename`` shows, aliases included."""
+        props = dict(self.own_properties(typename))
+        backend = self.proxies.get(typename)
+        if backend is not None:
+            props.update(self.own_properties(backend))
+        return props
+
+    def property_owner(self, typename: str, prop: str) -> str:
+        """The type whose object really holds ``prop`` (the backend, for aliases)."""
+        backend = self.proxies.get(typename)
+        if backend is not None and prop in self.own_properties(backend):
+            return backend
+        return typename
+
+    def known(self, names: Iterable[str]) -> list[str]:
+        return [n for n in names if n in self.parents]

@@ -1,0 +1,185 @@
+"""Which QEMU builds this tool knows, and loading them.
+
+* the model's releases ``10.0``, ``10.1`` (10.1.0), ``10.1.2`` and ``10.2``
+  (the newest, and the default);
+* real binaries read by ``machines import``: ``10.0.2`` ships, and any
+  import file can be named by its path.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from machines.build import Build, help_order, imported_machines
+from machines.compat.tables import CompatTable, GlobalProperty
+from machines.errors import UsageError
+from machines.machine import MachineType
+from machines.naming import parse_machine_name
+from machines.qom import PropertyInfo, QomTypes
+from machines.schema import check_schema, expect, get, load_json
+
+DATA = Path(__file__).parent / "compat" / "data"
+MODEL_RELEASES = ("10.0", "10.1", "10.1.2", "10.2")
+NEWEST = "10.2"
+IMPORTED = {"10.0.2": DATA / "qemu-10.0.2.json"}
+BUILD_SCHEMA = ("qemu-build", 1)
+MODEL_SCHEMA = ("model", 1)
+
+
+def build_names() -> list[str]:
+    return [*MODEL_RELEASES, *IMPORTED]
+
+
+def get_build(name: str | None = None) -> Build:
+    """A build by release name (``10.2``), imported name (``10.0.2``) or file path."""
+    name = name or NEWEST
+    if name in MODEL_RELEASES:
+        return _model_build(name)
+    if name in IMPORTED:
+        return _imported_build(str(IMPORTED[name]))
+    if name == "10.1.0":
+        return _model_build("10.1")
+    path = Path(name)
+    if path.suffix == ".json" or path.exists():
+        return _imported_build(str(path.resolve()))
+    raise UsageError(f"unknown QEMU build '{name}'; known: {', '.join(build_names())} "
+                     "or the path of a file written by 'machines import'")
+
+
+@cache
+def _load_import(path: str) -> dict[str, Any]:
+    doc = load_json(path, "QEMU build data")
+    check_schema(doc, *BUILD_SCHEMA, where=path)
+    for key, kind in (("qemu", dict), ("listing", list), ("tables", dict), ("machines", dict),
+                      ("qom", dict)):
+        get(doc, key, kind, path)
+    for name, entries in doc["tables"].items():
+        for i, entry in enumerate(expect(entries, list, f"tables.{name}", path)):
+            ok = isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry)
+            if not ok:
+                raise UsageError(f"{path}: field tables.{name}[{i}] must be [driver, property, value]")
+    for name, info in doc["machines"].items():
+        expect(info, dict, f"machines.{name}", path)
+        for i, table in enumerate(get(info, "tables", list, path)):
+            if table not in doc["tables"]:
+                raise UsageError(f"{path}: field machines.{name}.tables[{i}] names unknown "
+                                 f"array {table!r}")
+    for i, row in enumerate(doc["listing"]):
+        expect(row, dict, f"listing[{i}]", path)
+        expect(row.get("name"), str, f"listing[{i}].name", path)
+    return doc  # type: ignore[no-any-return]
+
+
+def _qom_from(doc: dict[str, Any]) -> QomTypes:
+    qom = doc["qom"]
+    return QomTypes(qom.get("types", {}), qom.get("properties", {}), qom.get("instances", {}))
+
+
+def _tables_from(doc: dict[str, Any]) -> dict[str, CompatTable]:
+    return {name: CompatTable(name, tuple(GlobalProperty(*e) for e in entries))
+            for name, entries in doc["tables"].items()}
+
+
+@cache
+def _imported_build(path: str) -> Build:
+    doc = _load_import(path)
+    version = doc["qemu"]["version"]
+    name = version if Path(path).parent == DATA else path
+    machines = imported_machines(name, doc, _tables_from(doc))
+    qom_props = doc["qom"].get("properties", {})
+    seoib = "seoib-policy" in qom_props.get("kvm-accel", {})
+    return Build(
+        name, tuple(int(x) for x in version.split(".")), "imported", machines,
+        [row["name"] for row in doc["listing"]], lambda: _qom_from(doc),
+        package=doc["qemu"].get("package", ""), seoib_aware=seoib,
+        accel_compat={k: [GlobalProperty(*e) for e in v]
+                      for k, v in doc.get("accel_compat", {}).items()},
+        provenance=doc.get("provenance", {}),
+    )
+
+
+@cache
+def _model_doc() -> dict[str, Any]:
+    path = DATA / "model.json"
+    doc = load_json(path, "model data")
+    check_schema(doc, *MODEL_SCHEMA, where=str(path))
+    return doc  # type: ignore[no-any-return]
+
+
+def _model_tables(release: str) -> dict[str, CompatTable]:
+    tables = {}
+    for name, entries in _model_doc()["tables"].items():
+        tables[name] = CompatTable(name, tuple(
+            GlobalProperty(e["driver"], e["property"], e["value"], e["optional"])
+            for e in entries if release in e["releases"]))
+    return tables
+
+
+def _model_qom(release: str) -> QomTypes:
+    base = _load_import(str(IMPORTED[_model_doc()["base"]]))
+    qom = _qom_from(base)
+    order = MODEL_RELEASES.index(release)
+    for prop in _model_doc()["properties"]:
+        if MODEL_RELEASES.index(prop["release"]) <= order:
+            qom.add_property(prop["type"], PropertyInfo(
+                prop["property"], prop["qapi_type"], prop["default"], True,
+                prop.get("description", ""), prop["release"]))
+    return qom
+
+
+@cache
+def _model_build(release: str) -> Build:
+    from machines.i386.pc import pc_machines
+
+    numbers = tuple(int(x) for x in release.split("."))
+    tables = _model_tables(release)
+    machines: list[type[MachineType]] = pc_machines(release, numbers, tables)
+    # Machines outside the PC families (microvm, isapc, none, x-remote) are
+    # carried from the imported base build, in the places its listing had them.
+    base = _load_import(str(IMPORTED[_model_doc()["base"]]))
+    base_rows = base["listing"]
+    first_pc = next(i for i, row in enumerate(base_rows)
+                    if parse_machine_name(row["name"]).prefix in ("pc-i440fx", "pc-q35"))
+    others = [row for row in base_rows
+              if parse_machine_name(row["name"]).prefix not in ("pc-i440fx", "pc-q35")]
+    before = [row["name"] for row in others if base_rows.index(row) < first_pc]
+    after = [row["name"] for row in others if base_rows.index(row) > first_pc]
+    for row in others:
+        name = row["name"]
+        machines.append(type(name.replace("-", "_").capitalize(), (MachineType,), {
+            "name": name, "build": release, "desc": row["desc"], "prefix": name,
+            "deprecated": bool(row.get("deprecated")), "default_kernel_irqchip_split": None,
+            "default_cpu_type": base["machines"][name].get("default_cpu_type"),
+            "own_compat": tuple(tables[t] for t in base["machines"][name]["tables"]),
+            "__doc__": f"{name} as QEMU {release} defines it (carried from {base['qemu']['version']}).",
+        }))
+    designs = _model_doc().get("designs", {})
+    seoib = release in designs.get("seoib", {}).get("releases", [])
+    return Build(
+        release, numbers, "model", machines,
+        help_order(machines, before, after), lambda: _model_qom(release),
+        seoib_aware=seoib, globals_reach_accel=seoib,
+        accel_compat={"kvm": [], "tcg": []},
+        provenance=_model_doc().get("provenance", {}),
+    )
+
+
+def known_elsewhere(name: str) -> str:
+    """Where a name the asked build lacks is known: "not available since QEMU 10.1"."""
+    last = None
+    for release in MODEL_RELEASES:
+        machine = _model_build(release).machines.get(name)
+        if machine is not None and machine.registered:
+            last = release
+    if last is None:
+        return ""
+    later = MODEL_RELEASES[MODEL_RELEASES.index(last) + 1:]
+    if not later:
+        return ""
+    gone = later[0]
+    in_source = name in _model_build(gone).machines
+    how = ("no longer registered: machine types are withdrawn 6 years after their release"
+           if in_source else "removed from QEMU's source")
+    return f"not available since QEMU {gone}: {how}"

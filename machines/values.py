@@ -1,0 +1,191 @@
+"""Property values as QEMU reads them from strings.
+
+Compat properties, ``-global`` and ``-accel``/``-device`` options all reach a
+property as a string that QEMU's string-input visitor converts by the
+property's QAPI type.  The rules here follow that visitor and glibc's
+``strtoull``/``strtoll`` (which QEMU calls with base 0), so ``0x11``, ``17``
+and ``021`` are the same number and ``08`` is an error, exactly as in QEMU.
+
+A parsed value has the Python type that ``qom-get`` returns over QMP: ``bool``
+for ``bool``, ``int`` for every integer and ``size`` type, ``str`` otherwise.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Final
+
+from machines.errors import PropertyError
+
+Value = bool | int | str
+
+_SPACE: Final = " \t\n\v\f\r"
+_UNSIGNED: Final = {"uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
+_SIGNED: Final = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "int": 64}
+_C_TYPE_NAME: Final = {
+    "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64",
+    "int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64", "int": "int64",
+}
+# Enumerations whose members QEMU fixes in the property's type name or QAPI.
+_ENUMS: Final[dict[str, tuple[str, ...]]] = {
+    "OnOffAuto": ("on", "off", "auto"),
+    "OnOffSplit": ("on", "off", "split"),
+    "on|off|split": ("on", "off", "split"),
+    "LostTickPolicy": ("discard", "delay", "slew"),
+}
+
+TRUE_WORDS: Final = ("on", "yes", "true", "y")
+FALSE_WORDS: Final = ("off", "no", "false", "n")
+
+
+def _digits(text: str, pos: int, base: int) -> int:
+    """Index just past the run of ``base`` digits starting at ``pos``."""
+    while pos < len(text):
+        ch = text[pos].lower()
+        if ch.isascii() and ch.isdigit():
+            digit = ord(ch) - ord("0")
+        elif "a" <= ch <= "z":
+            digit = ord(ch) - ord("a") + 10
+        else:
+            break
+        if digit >= base:
+            break
+        pos += 1
+    return pos
+
+
+def _strto(text: str, base: int) -> tuple[int, bool, int]:
+    """glibc's strtoX scanner: (magnitude, negative, end index); end 0 = no digits."""
+    pos = 0
+    while pos < len(text) and text[pos] in _SPACE:
+        pos += 1
+    negative = False
+    if pos < len(text) and text[pos] in "+-":
+        negative = text[pos] == "-"
+        pos += 1
+    start = pos
+    if base in (0, 16) and text[pos : pos + 2].lower() == "0x" and _digits(text, pos + 2, 16) > pos + 2:
+        start, base = pos + 2, 16
+    elif base == 0:
+        base = 8 if text[pos : pos + 1] == "0" else 10
+    end = _digits(text, start, base)
+    if end == start:
+        return 0, False, 0
+    return int(text[start:end], base), negative, end
+
+
+def strtoull(text: str, base: int = 0) -> int:
+    """``qemu_strtou64(text, NULL, base)``: the whole string, negatives wrap."""
+    magnitude, negative, end = _strto(text, base)
+    if end == 0 or end != len(text):
+        raise ValueError(f"not a number: {text!r}")
+    if magnitude > 2**64 - 1:
+        raise OverflowError(text)
+    return (-magnitude) % 2**64 if negative else magnitude
+
+
+def strtoll(text: str, base: int = 0) -> int:
+    """``qemu_strtoi64(text, NULL, base)``: the whole string, range-checked."""
+    magnitude, negative, end = _strto(text, base)
+    if end == 0 or end != len(text):
+        raise ValueError(f"not a number: {text!r}")
+    value = -magnitude if negative else magnitude
+    if not -(2**63) <= value <= 2**63 - 1:
+        raise OverflowError(text)
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    """``qapi_bool_parse``: exactly these words, case-sensitive."""
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
+_SUFFIXES: Final = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+
+
+def parse_size(text: str) -> int:
+    """``qemu_strtosz``: decimal (optionally fractional) or hex, with a unit suffix."""
+    body = text
+    power = 0
+    if body and body[-1].upper() in _SUFFIXES:
+        power = _SUFFIXES[body[-1].upper()]
+        body = body[:-1]
+    if body[:2].lower() == "0x":
+        if power:  # QEMU refuses a scale on hex input
+            raise ValueError(text)
+        value = Fraction(strtoull(body, 16))
+    else:
+        whole, dot, frac = body.partition(".")
+        if not whole.isascii() or not whole.isdigit():
+            raise ValueError(text)
+        if dot and frac and not (frac.isascii() and frac.isdigit()):
+            raise ValueError(text)
+        if dot and power == 0:  # a fraction needs a scale
+            raise ValueError(text)
+        value = Fraction(int(whole)) + (Fraction(f"0.{frac}") if frac else 0)
+    scaled = value * 1024**power
+    result = int(scaled + Fraction(1, 2)) if scaled.denominator != 1 else int(scaled)
+    if result > 2**64 - 1:
+        raise OverflowError(text)
+    return result
+
+
+def enum_members(qapi_type: str) -> tuple[str, ...] | None:
+    """Members of an enumeration type we know, or None."""
+    if qapi_type in _ENUMS:
+        return _ENUMS[qapi_type]
+    if "|" in qapi_type:  # class properties spell their choices in the type name
+        return tuple(qapi_type.split("|"))
+    return None
+
+
+def parse_value(qapi_type: str, text: str, name: str) -> Value:
+    """Convert ``text`` as QEMU would for a property of ``qapi_type``.
+
+    Raises PropertyError with QEMU's own wording ("Parameter 'x' expects ...").
+    Types we have no rule for (enumerations QEMU does not describe, links)
+    are kept as strings, as ``qom-get`` would show them.
+    """
+    try:
+        if qapi_type == "bool":
+            return parse_bool(text)
+        if qapi_type in _UNSIGNED:
+            value = strtoull(text)
+            if value >= 2 ** _UNSIGNED[qapi_type]:
+                raise ValueError(text)
+            return value
+        if qapi_type in _SIGNED:
+            value = strtoll(text)
+            bits = _SIGNED[qapi_type]
+            if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+                raise ValueError(text)
+            return value
+        if qapi_type == "size":
+            return parse_size(text)
+    except OverflowError:
+        if qapi_type == "size":
+            raise PropertyError(f"Value '{text}' is out of range for parameter '{name}'") from None
+        raise PropertyError(f"Parameter '{name}' expects {_C_TYPE_NAME[qapi_type]}") from None
+    except ValueError:
+        if qapi_type == "bool":
+            expected = "'on' or 'off'"
+        elif qapi_type == "size":
+            expected = "a non-negative number below 2^64"
+        else:
+            expected = _C_TYPE_NAME[qapi_type]
+        raise PropertyError(f"Parameter '{name}' expects {expected}") from None
+    members = enum_members(qapi_type)
+    if members is not None and text not in members:
+        raise PropertyError(f"Parameter '{name}' does not accept value '{text}'")
+    return text
+
+
+def format_value(value: Value) -> str:
+    """How QEMU's ``info qtree``-style text shows a typed value."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
