@@ -33,7 +33,7 @@ from kvmglue._cdefs import (
     X2ApicApi,
 )
 from kvmglue.errors import KvmError
-from kvmglue.kvm import Kvm, Vcpu, Vm, lvr_of, x2apic_cpuid
+from kvmglue.kvm import CpuidEntry, Kvm, Vcpu, Vm, lvr_of, x2apic_cpuid
 from kvmglue.profile import CaseResult, Outcome
 
 #: Errnos that are the kernel's answer to a step, not an accident.
@@ -149,15 +149,20 @@ class CreateVcpu(Step):
 
 @attrs.frozen
 class SetCpuid(Step):
-    x2apic: bool = True
+    """A CPUID table with leaf 1 (x2APIC or not), or without leaf 1 at all."""
+
+    x2apic: bool | None = True
     vcpu: int = 0
 
     def describe(self) -> str:
+        if self.x2apic is None:
+            return f"KVM_SET_CPUID2(vCPU {self.vcpu}: leaf 0 only, no leaf 1)"
         which = "with" if self.x2apic else "without"
         return f"KVM_SET_CPUID2(vCPU {self.vcpu}: leaf 1 {which} x2APIC)"
 
     def perform(self, run: _Run) -> str:
-        _vcpu(run, self.vcpu).set_cpuid2(x2apic_cpuid(self.x2apic))
+        table = (CpuidEntry(0, eax=1),) if self.x2apic is None else x2apic_cpuid(self.x2apic)
+        _vcpu(run, self.vcpu).set_cpuid2(table)
         return OK
 
 
@@ -311,6 +316,14 @@ EDGE_CASES: tuple[Case, ...] = (
          (CreateIrqchip(), CreateVcpu(), SetCpuid(x2apic=False), ReadLvr())),
     Case("cpuid-x2apic-removed", "x2APIC in CPUID, then a CPUID without it",
          (SplitIrqchip(), *_X2APIC_VCPU, SetCpuid(x2apic=False), ReadLvr())),
+    Case("cpuid-without-leaf1",
+         "a CPUID table without leaf 1 drops x2APIC but leaves the LVR until KVM_SET_LAPIC",
+         (SplitIrqchip(), *_X2APIC_VCPU, SetCpuid(x2apic=None), ReadLvr(), WriteLapic(),
+          ReadLvr())),
+    Case("disable-then-cpuid-without-leaf1",
+         "DISABLE, then a CPUID table without leaf 1: the LVR is not recomputed",
+         (SplitIrqchip(), *_X2APIC_VCPU, X2ApicApiFlags(DISABLE), SetCpuid(x2apic=None),
+          ReadLvr(), SetCpuid(), ReadLvr())),
     Case("enable-after-cpuid", "DISABLE, CPUID, then ENABLE and a second KVM_SET_CPUID2",
          (SplitIrqchip(), X2ApicApiFlags(DISABLE), *_X2APIC_VCPU, X2ApicApiFlags(ENABLE),
           ReadLvr(), SetCpuid(), ReadLvr())),

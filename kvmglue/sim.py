@@ -76,6 +76,9 @@ class SimRules:
     disable_withholds: bool = True
     #: KVM_SET_CPUID2 recomputes the LVR.
     recompute_on_set_cpuid: bool = True
+    #: ... but only when the new table has a leaf 1 (off: any table does).
+    #: The vCPU's x2APIC bit follows the table either way.
+    cpuid_recompute_needs_leaf1: bool = True
     #: KVM_SET_LAPIC recomputes the LVR over what userspace wrote.
     recompute_on_set_lapic: bool = True
     #: The LVR changes only at those points (off: KVM_ENABLE_CAP(X2APIC_API)
@@ -205,11 +208,11 @@ class SimKernel:
 
     def _vcpu_ioctl(self, vcpu: _Vcpu, request: str, arg: Any) -> int:
         if request == "KVM_SET_CPUID2":
-            vcpu.x2apic = any(
-                entry.function == CPUID_FEATURES_LEAF and entry.ecx & CPUID_ECX_X2APIC
-                for entry in arg.entries[0:arg.nent]
-            )
-            if self.rules.recompute_on_set_cpuid:
+            leaf1 = [entry for entry in arg.entries[0:arg.nent]
+                     if entry.function == CPUID_FEATURES_LEAF]
+            vcpu.x2apic = any(entry.ecx & CPUID_ECX_X2APIC for entry in leaf1)
+            if self.rules.recompute_on_set_cpuid and (
+                    leaf1 or not self.rules.cpuid_recompute_needs_leaf1):
                 self._set_version(vcpu)
             return 0
         if request in ("KVM_GET_LAPIC", "KVM_SET_LAPIC"):
