@@ -15,7 +15,7 @@ from typing import Any
 from machines.compat.tables import CompatTable, GlobalProperty
 from machines.errors import UnknownMachineError
 from machines.machine import MachineType
-from machines.naming import closest_names, parse_machine_name
+from machines.naming import closest_names, parse_machine_name, version_key
 from machines.qom import QomTypes
 
 
@@ -128,11 +128,12 @@ class _Descending:
         return isinstance(other, _Descending) and self.key == other.key
 
 
-def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, CompatTable]
-                      ) -> list[type[MachineType]]:
+def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, CompatTable],
+                      families: Mapping[str, str]) -> list[type[MachineType]]:
     """Machine classes for an imported build: families chained newest to oldest.
 
-    The family is the name's prefix; a type derives from the next newer type
+    The family is the name's prefix (named as QEMU names it where
+    ``families`` knows the prefix); a type derives from the next newer type
     of its family when that one's arrays are a prefix of its own (they always
     are for upstream and downstream pc types), else it stands alone.
     """
@@ -143,7 +144,7 @@ def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, 
         by_prefix.setdefault(parsed.prefix if parsed.versioned else name, []).append(name)
     classes: list[type[MachineType]] = []
     for prefix, names in by_prefix.items():
-        names.sort(key=lambda n: parse_machine_name(n).version or _NO_VERSION, reverse=True)
+        names.sort(key=version_key, reverse=True)
         parent: type[MachineType] = MachineType
         parent_tables: list[str] = []
         for name in names:
@@ -158,7 +159,7 @@ def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, 
             attrs = {
                 "name": name,
                 "build": build,
-                "family": prefix if parsed.versioned else None,
+                "family": families.get(prefix, prefix) if parsed.versioned else None,
                 "prefix": prefix,
                 "version": parsed.version,
                 "desc": row.get("desc", ""),
@@ -177,9 +178,6 @@ def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, 
             classes.append(cls)
             parent, parent_tables = cls, list(info["tables"])
     return classes
-
-
-_NO_VERSION = parse_machine_name("x-0.0").version
 
 
 def class_name(machine: str) -> str:

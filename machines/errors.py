@@ -31,7 +31,7 @@ class OptionError(UsageError):
         self.option = option
         self.arg = arg
         self.reason = reason
-        super().__init__(f"{option} '{arg}': {reason}")
+        super().__init__(f"{option} {arg}: {reason}")  # QEMU's own "where: what"
 
 
 class PropertyError(UsageError):

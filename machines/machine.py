@@ -14,7 +14,6 @@ A class belongs to one QEMU build: ``pc-q35-10.0`` in QEMU 10.2 carries the
 
 from __future__ import annotations
 
-from functools import cache
 from typing import ClassVar
 
 from machines.compat.tables import CompatProp, CompatTable, flatten
@@ -44,12 +43,23 @@ class MachineType:
 
     @classmethod
     def compat_tables(cls) -> tuple[CompatTable, ...]:
-        return _tables(cls)
+        cached: tuple[CompatTable, ...] | None = vars(cls).get("_tables")
+        if cached is None:
+            tables: list[CompatTable] = []
+            for klass in reversed(cls.__mro__):
+                tables.extend(vars(klass).get("own_compat", ()))
+            cached = tuple(tables)
+            type.__setattr__(cls, "_tables", cached)  # computed once per class
+        return cached
 
     @classmethod
     def compat_props(cls) -> tuple[CompatProp, ...]:
         """The ordered ``compat_props`` QEMU applies; later entries win."""
-        return _props(cls)
+        cached: tuple[CompatProp, ...] | None = vars(cls).get("_props")
+        if cached is None:
+            cached = flatten(cls.compat_tables())
+            type.__setattr__(cls, "_props", cached)
+        return cached
 
     @classmethod
     def newer(cls) -> type[MachineType] | None:
@@ -57,16 +67,3 @@ class MachineType:
         parent = cls.__mro__[1]
         return parent if issubclass(parent, MachineType) and parent.name else None
 
-
-@cache
-def _tables(cls: type[MachineType]) -> tuple[CompatTable, ...]:
-    tables: list[CompatTable] = []
-    for klass in reversed(cls.__mro__):
-        if "own_compat" in vars(klass):
-            tables.extend(vars(klass)["own_compat"])
-    return tuple(tables)
-
-
-@cache
-def _props(cls: type[MachineType]) -> tuple[CompatProp, ...]:
-    return flatten(_tables(cls))

@@ -46,6 +46,14 @@ class MachineName:
         return self.version is not None
 
 
+ZERO = MachineVersion("", (0, 0))
+
+
+def version_key(name: str) -> MachineVersion:
+    """Sort key for machine names: the version, or 0.0 for unversioned names."""
+    return parse_machine_name(name).version or ZERO
+
+
 def parse_machine_name(name: str) -> MachineName:
     """Split a machine type name into its family prefix and version."""
     match = _VERSIONED.match(name)
@@ -76,12 +84,18 @@ def closest_names(name: str, candidates: Iterable[str], limit: int = 3) -> tuple
             c for c in pool if (p := parse_machine_name(c)).prefix == wanted.prefix and p.version
         ]
         if same_family:
-            def distance(candidate: str) -> tuple[int, ...]:
+            def distance(candidate: str) -> tuple[int, str]:
                 version = parse_machine_name(candidate).version
-                assert version is not None
                 target = wanted.version
-                assert target is not None
-                return tuple(abs(a - b) for a, b in zip(version.numbers, target.numbers))
+                assert version is not None and target is not None
+                gap = abs(_scalar(version.numbers) - _scalar(target.numbers))
+                return gap, candidate
 
             return tuple(sorted(same_family, key=distance)[:limit])
     return tuple(difflib.get_close_matches(name, pool, n=limit, cutoff=0.5))
+
+
+def _scalar(numbers: tuple[int, ...]) -> int:
+    """A version as one number (minor versions stay below 100), for distances."""
+    return numbers[0] * 10000 + (numbers[1] if len(numbers) > 1 else 0) * 100 + \
+        (numbers[2] if len(numbers) > 2 else 0)

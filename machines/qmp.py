@@ -27,6 +27,16 @@ from typing import Any
 from machines.errors import EnvironmentUnavailable
 
 DEFAULT_TIMEOUT = 20.0
+
+
+class QmpCommandError(EnvironmentUnavailable):
+    """QEMU answered a command with an error (the command was understood)."""
+
+    def __init__(self, command: str, desc: str, error_class: str) -> None:
+        self.command = command
+        self.desc = desc
+        self.error_class = error_class
+        super().__init__(f"QEMU refused '{command}': {desc}")
 BASE_ARGS = ("-nodefaults", "-display", "none")
 
 
@@ -94,9 +104,13 @@ class QemuProcess:
             exited.cancel()
             return
         accept.cancel()
-        exited.cancel()
         with contextlib.suppress(BaseException):
             await accept
+        if self.proc.returncode is None and done:
+            # The handshake broke: usually QEMU is on its way out with a message.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(exited), 2.0)
+        exited.cancel()
         if self.proc.returncode is not None:
             why = _last_line(stderr_path) or "no message"
             raise EnvironmentUnavailable(
@@ -114,8 +128,8 @@ class QemuProcess:
         try:
             return await asyncio.wait_for(self.client.execute(command, arguments), self.timeout)
         except ExecuteError as err:
-            raise EnvironmentUnavailable(f"QEMU refused '{command}': {err.error.desc}") from None
-        except asyncio.TimeoutError:
+            raise QmpCommandError(command, str(err), err.error_class) from None
+        except TimeoutError:
             raise EnvironmentUnavailable(
                 f"QEMU did not answer '{command}' within {self.timeout:g} s") from None
         except (QMPError, EOFError, OSError) as err:
@@ -134,7 +148,7 @@ class QemuProcess:
         if self.proc is not None and self.proc.returncode is None:
             try:
                 await asyncio.wait_for(self.proc.wait(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 await self.proc.wait()
@@ -153,7 +167,7 @@ class QemuSession:
         reply = await self.process.execute("query-version")
         q = _expect(reply, dict, "query-version")
         numbers = _expect(q.get("qemu"), dict, "query-version")
-        text = "{major}.{minor}.{micro}".format(**{k: int(numbers[k]) for k in ("major", "minor", "micro")})
+        text = ".".join(str(int(numbers[k])) for k in ("major", "minor", "micro"))
         return text, str(q.get("package", "")).strip()
 
     async def machines(self) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ class PropertyInfo:
     has_default: bool
     description: str = ""
     default_origin: str = "type"  # "type", "instance", or a release id for model changes
+    realized: Value | None = None  # differs from default after realize on a plain machine
 
 
 _VIRTIO_PROXY_SUFFIXES = ("-pci-non-transitional", "-pci-transitional", "-pci")
@@ -94,6 +95,27 @@ class QomTypes:
                     break
         return out
 
+    def add_type(self, typename: str, like: str) -> None:
+        """Overlay a type (new in a model release) shaped like an existing one."""
+        self.parents[typename] = self.parents[like]
+        self._own[typename] = dict(self.own_properties(like))
+        self._merged.clear()
+
+    def find_property(self, typename: str, prop: str) -> PropertyInfo | None:
+        """``prop`` on ``typename`` or, for an abstract type, on any subtype of it.
+
+        A global for ``virtio-pci`` names a property that only some of its
+        subtypes have; QEMU applies it to each object that has it.
+        """
+        info = self.properties(typename).get(prop)
+        if info is not None or typename not in self.abstract:
+            return info
+        for sub in self.subtypes(typename):
+            info = self.properties(sub).get(prop)
+            if info is not None:
+                return info
+        return None
+
     def add_property(self, typename: str, info: PropertyInfo) -> None:
         """Overlay a property (new in a model release) onto a type."""
         self._own.setdefault(typename, {})[info.name] = info
@@ -106,9 +128,16 @@ class QomTypes:
             for node in reversed(self.ancestry(typename)):
                 merged.update(self._own.get(node, {}))
             for name, value in self._instances.get(typename, {}).items():
-                if name in merged and not merged[name].has_default:
-                    merged[name] = PropertyInfo(name, merged[name].type, value, True,
-                                                merged[name].description, "instance")
+                info = merged.get(name)
+                if info is None:
+                    continue
+                if not info.has_default:  # set by the object itself when created
+                    merged[name] = PropertyInfo(name, info.type, value, True, info.description,
+                                                "instance")
+                elif info.default_origin == "type" and value != info.default:
+                    # realize changed it (an "auto" or "unspecified" sentinel)
+                    merged[name] = PropertyInfo(name, info.type, info.default, True,
+                                                info.description, "type", value)
             self._merged[typename] = merged
         return self._merged[typename]
 

@@ -16,7 +16,7 @@ from machines.build import Build, help_order, imported_machines
 from machines.compat.tables import CompatTable, GlobalProperty
 from machines.errors import UsageError
 from machines.machine import MachineType
-from machines.naming import parse_machine_name
+from machines.naming import parse_machine_name, version_key
 from machines.qom import PropertyInfo, QomTypes
 from machines.schema import check_schema, expect, get, load_json
 
@@ -57,9 +57,10 @@ def _load_import(path: str) -> dict[str, Any]:
         get(doc, key, kind, path)
     for name, entries in doc["tables"].items():
         for i, entry in enumerate(expect(entries, list, f"tables.{name}", path)):
-            ok = isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry)
-            if not ok:
-                raise UsageError(f"{path}: field tables.{name}[{i}] must be [driver, property, value]")
+            ok = isinstance(entry, list) and len(entry) == 3
+            if not ok or not all(isinstance(x, str) for x in entry):
+                raise UsageError(
+                    f"{path}: field tables.{name}[{i}] must be [driver, property, value]")
     for name, info in doc["machines"].items():
         expect(info, dict, f"machines.{name}", path)
         for i, table in enumerate(get(info, "tables", list, path)):
@@ -87,7 +88,10 @@ def _imported_build(path: str) -> Build:
     doc = _load_import(path)
     version = doc["qemu"]["version"]
     name = version if Path(path).parent == DATA else path
-    machines = imported_machines(name, doc, _tables_from(doc))
+    from machines.i386.pc import FAMILIES
+
+    machines = imported_machines(name, doc, _tables_from(doc),
+                                 {f.prefix: f.family for f in FAMILIES})
     qom_props = doc["qom"].get("properties", {})
     seoib = "seoib-policy" in qom_props.get("kvm-accel", {})
     return Build(
@@ -120,6 +124,15 @@ def _model_tables(release: str) -> dict[str, CompatTable]:
 def _model_qom(release: str) -> QomTypes:
     base = _load_import(str(IMPORTED[_model_doc()["base"]]))
     qom = _qom_from(base)
+    # Machine types newer than the base build get the QOM type of their family's
+    # newest one there (their machine properties are the same).
+    for machine in _model_build(release).machines.values():
+        typename = f"{machine.name}-machine"
+        if typename not in qom and machine.family:
+            siblings = [m for m in base["machines"] if m.startswith(machine.prefix + "-")
+                        and f"{m}-machine" in qom]
+            newest = max(siblings, key=version_key)
+            qom.add_type(typename, like=f"{newest}-machine")
     order = MODEL_RELEASES.index(release)
     for prop in _model_doc()["properties"]:
         if MODEL_RELEASES.index(prop["release"]) <= order:
@@ -153,7 +166,7 @@ def _model_build(release: str) -> Build:
             "deprecated": bool(row.get("deprecated")), "default_kernel_irqchip_split": None,
             "default_cpu_type": base["machines"][name].get("default_cpu_type"),
             "own_compat": tuple(tables[t] for t in base["machines"][name]["tables"]),
-            "__doc__": f"{name} as QEMU {release} defines it (carried from {base['qemu']['version']}).",
+            "__doc__": f"{name} as QEMU {release} defines it (as in {base['qemu']['version']}).",
         }))
     designs = _model_doc().get("designs", {})
     seoib = release in designs.get("seoib", {}).get("releases", [])

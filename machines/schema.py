@@ -69,7 +69,7 @@ def get(doc: Any, path: str, kind: type[T], where: str, default: Any = ...) -> T
             raise DataError(f"{where}: {'.'.join(walked[:-1]) or 'document'} must be an object")
         if part not in node:
             if default is not ...:
-                return default  # type: ignore[no-any-return]
+                return default  # type: ignore[no-any-return,unused-ignore]
             raise DataError(f"{where}: missing field {'.'.join(walked)}")
         node = node[part]
     return expect(node, kind, path, where)
@@ -80,7 +80,8 @@ def expect(value: Any, kind: type[T], path: str, where: str) -> T:
     if not ok:
         raise DataError(f"{where}: field {path} must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
                         f"not {_describe(value)}")
-    return value
+    checked: T = value
+    return checked
 
 
 def _describe(value: Any) -> str:

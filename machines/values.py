@@ -64,7 +64,8 @@ def _strto(text: str, base: int) -> tuple[int, bool, int]:
         negative = text[pos] == "-"
         pos += 1
     start = pos
-    if base in (0, 16) and text[pos : pos + 2].lower() == "0x" and _digits(text, pos + 2, 16) > pos + 2:
+    hex_prefix = text[pos : pos + 2].lower() == "0x" and _digits(text, pos + 2, 16) > pos + 2
+    if base in (0, 16) and hex_prefix:
         start, base = pos + 2, 16
     elif base == 0:
         base = 8 if text[pos : pos + 1] == "0" else 10
@@ -150,34 +151,31 @@ def parse_value(qapi_type: str, text: str, name: str) -> Value:
     Types we have no rule for (enumerations QEMU does not describe, links)
     are kept as strings, as ``qom-get`` would show them.
     """
-    try:
-        if qapi_type == "bool":
+    if qapi_type == "bool":
+        try:
             return parse_bool(text)
-        if qapi_type in _UNSIGNED:
-            value = strtoull(text)
-            if value >= 2 ** _UNSIGNED[qapi_type]:
-                raise ValueError(text)
-            return value
-        if qapi_type in _SIGNED:
-            value = strtoll(text)
-            bits = _SIGNED[qapi_type]
-            if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-                raise ValueError(text)
-            return value
-        if qapi_type == "size":
+        except ValueError:
+            raise PropertyError(f"Parameter '{name}' expects 'on' or 'off'") from None
+    if qapi_type == "size":
+        try:
             return parse_size(text)
-    except OverflowError:
-        if qapi_type == "size":
+        except OverflowError:
             raise PropertyError(f"Value '{text}' is out of range for parameter '{name}'") from None
-        raise PropertyError(f"Parameter '{name}' expects {_C_TYPE_NAME[qapi_type]}") from None
-    except ValueError:
-        if qapi_type == "bool":
-            expected = "'on' or 'off'"
-        elif qapi_type == "size":
-            expected = "a non-negative number below 2^64"
-        else:
-            expected = _C_TYPE_NAME[qapi_type]
-        raise PropertyError(f"Parameter '{name}' expects {expected}") from None
+        except ValueError:
+            raise PropertyError(f"Parameter '{name}' expects a non-negative number below 2^64") \
+                from None
+    if qapi_type in _UNSIGNED or qapi_type in _SIGNED:
+        unsigned = qapi_type in _UNSIGNED
+        try:  # parse as the 64-bit visitor does first, then check the width
+            value = strtoull(text) if unsigned else strtoll(text)
+        except (ValueError, OverflowError):
+            raise PropertyError(f"Parameter '{name}' expects {'uint64' if unsigned else 'int64'}") \
+                from None
+        bits = _UNSIGNED[qapi_type] if unsigned else _SIGNED[qapi_type]
+        low, high = (0, 2**bits) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1))
+        if not low <= value < high:
+            raise PropertyError(f"Parameter '{name}' expects {_C_TYPE_NAME[qapi_type]}")
+        return value
     members = enum_members(qapi_type)
     if members is not None and text not in members:
         raise PropertyError(f"Parameter '{name}' does not accept value '{text}'")

@@ -26,7 +26,7 @@ from machines.errors import DataError
 
 _ARRAY = re.compile(
     r"^(?:static\s+)?GlobalProperty\s+(\w+)\[\]\s*=\s*\{(.*?)\};", re.M | re.S)
-_ENTRY = re.compile(r"\{\s*([^{}]*?)\s*,\s*([^{},]*?)\s*,\s*(\"(?:[^\"\\]|\\.)*\")\s*,?\s*[^{}]*\}")
+_ENTRY = re.compile(r"\{([^{}]*)\}")
 _MACRO = re.compile(r"^#define\s+(\w+)\([^)]*\)\s*\\\n((?:.*\\\n)*.*)$", re.M)
 _DEFINE_FAMILY = re.compile(
     r"#define\s+(DEFINE_\w+_MACHINE\w*)\(([^)]*)\)\s*\\\s*\n\s*DEFINE_PC_VER_MACHINE\("
@@ -69,6 +69,24 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"//[^\n]*", "", text)
 
 
+def _property(entry: str) -> str | None:
+    """The second field of a ``{ driver, property, value }`` initializer."""
+    fields: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
+    for ch in entry:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted and depth == 0:
+            fields.append("".join(current))
+            current = []
+            continue
+        depth += {"(": 1, ")": -1}.get(ch, 0) if not quoted else 0
+        current.append(ch)
+    fields.append("".join(current))
+    return _literal(fields[1]) if len(fields) >= 3 else None
+
+
 def _literal(token: str) -> str | None:
     token = token.strip()
     if token.startswith('"') and token.endswith('"'):
@@ -80,9 +98,9 @@ def _macro_sizes(text: str) -> dict[str, tuple[str | None, ...]]:
     """Function-like macros that expand to a run of GlobalProperty entries."""
     sizes = {}
     for name, body in _MACRO.findall(text):
-        entries = _ENTRY.findall(body.replace("\\\n", "\n"))
+        entries = [e for e in _ENTRY.findall(body.replace("\\\n", "\n")) if e.count(",") >= 2]
         if entries:
-            sizes[name] = tuple(_literal(e[1]) for e in entries)
+            sizes[name] = tuple(_property(e) for e in entries)
     return sizes
 
 
@@ -99,7 +117,8 @@ def _tables(path: Path, rel: str) -> dict[str, SourceTable]:
                 props.extend(macros[call.group(1)])
                 continue
             for entry in _ENTRY.findall(line):
-                props.append(_literal(entry[1]))
+                if entry.count(",") >= 2:  # skip "{}" of an empty array
+                    props.append(_property(entry))
         found[name] = SourceTable(name, rel, tuple(props))
     return found
 
@@ -162,3 +181,37 @@ def read_source(root: Path) -> SourceFacts:
     if not machines:
         raise DataError(f"{root}: no versioned pc machine definitions found")
     return SourceFacts(version, tables, machines)
+
+
+def read_options(root: Path) -> dict[str, bool]:
+    """qemu-options.hx: every x86 command-line option and whether it takes an argument."""
+    path = root / "qemu-options.hx"
+    if not path.is_file():
+        raise DataError(f"not a QEMU source tree: {path} is missing")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    options: dict[str, bool] = {}
+    for start in (m.end() for m in re.finditer(r"^DEF\(", text, re.M)):
+        depth, pos, in_string = 1, start, False
+        while depth and pos < len(text):  # find the DEF's closing parenthesis
+            ch = text[pos]
+            if in_string:
+                if ch == "\\":
+                    pos += 1
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            pos += 1
+        body = text[start : pos - 1]
+        name = re.match(r'\s*"([^"]+)"\s*,\s*(\w+)', body)
+        arch = re.search(r",\s*([A-Z0-9_|\s]+)\s*$", body)
+        if not name or not arch:
+            continue
+        masks = {a.strip() for a in arch.group(1).split("|")}
+        if masks & {"QEMU_ARCH_ALL", "QEMU_ARCH_I386"}:
+            options[name.group(1)] = name.group(2) == "HAS_ARG"
+    return options

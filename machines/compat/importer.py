@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from machines import __version__
-from machines.compat.csource import SourceFacts, read_source
+from machines.compat.csource import SourceFacts, read_options, read_source
 from machines.errors import DataError, EnvironmentUnavailable
-from machines.naming import parse_machine_name
-from machines.qmp import BASE_ARGS, QemuProcess, QemuSession
+from machines.naming import parse_machine_name, version_key
+from machines.qmp import BASE_ARGS, QemuProcess, QemuSession, QmpCommandError
 
 SCHEMA = "machines/qemu-build/v1"
 IMPORT_ARGS = ("-machine", "none", "-accel", "tcg", *BASE_ARGS)
@@ -102,7 +102,7 @@ def label_from_source(flat: dict[str, list[Entry]], facts: SourceFacts
             chunk = entries[pos : pos + len(props)]
             if len(chunk) != len(props):
                 raise DataError(f"source and binary disagree on {name}: {table} runs past the end")
-            for (_, got, _), want in zip(chunk, props):
+            for (_, got, _), want in zip(chunk, props, strict=True):
                 if want is not None and want != got:
                     raise DataError(f"source and binary disagree on {name}: {table} has "
                                     f"'{want}' where the binary has '{got}'")
@@ -117,7 +117,8 @@ def label_from_source(flat: dict[str, list[Entry]], facts: SourceFacts
     return tables, machines
 
 
-def label_by_family(flat: dict[str, list[Entry]]) -> tuple[dict[str, list[Entry]], dict[str, list[str]]]:
+def label_by_family(flat: dict[str, list[Entry]]
+                    ) -> tuple[dict[str, list[Entry]], dict[str, list[str]]]:
     """Without sources: each type's own share is what it adds to the next newer one."""
     tables: dict[str, list[Entry]] = {}
     machines: dict[str, list[str]] = {}
@@ -126,8 +127,7 @@ def label_by_family(flat: dict[str, list[Entry]]) -> tuple[dict[str, list[Entry]
         parsed = parse_machine_name(name)
         families.setdefault(parsed.prefix if parsed.versioned else name, []).append(name)
     for prefix, names in families.items():
-        names.sort(key=lambda n: parse_machine_name(n).version or parse_machine_name("x-0.0").version,
-                   reverse=True)
+        names.sort(key=version_key, reverse=True)
         previous: list[Entry] = []
         chain: list[str] = []
         for index, name in enumerate(names):
@@ -162,7 +162,7 @@ async def _qom(session: QemuSession, types: list[dict[str, Any]],
     # Devices describe themselves safely; of other objects ask only accelerators
     # and what compat properties name: qom-list-properties instantiates the
     # type, and some (colo-compare, qemu-text-console, ...) crash QEMU 10.0.
-    roots = {"accel"} | {d for d in drivers if not is_a(d, "device")}
+    roots = {"accel", "machine"} | {d for d in drivers if not is_a(d, "device")}
     props: dict[str, dict[str, list[Any]]] = {}
     for name in sorted(parents):
         if name in abstract or not (is_a(name, "device") or any(is_a(name, r) for r in roots)):
@@ -172,20 +172,18 @@ async def _qom(session: QemuSession, types: list[dict[str, Any]],
                 listed = await session.device_properties(name)
             else:
                 listed = await session.object_properties(name)
-        except EnvironmentUnavailable as err:
-            if "refused" in str(err):
-                continue  # QEMU cannot describe this type; it stays without properties
-            raise
-        own: dict[str, list[Any]] = {}
+        except QmpCommandError:
+            continue  # QEMU cannot describe this type; it stays without properties
+        described: dict[str, list[Any]] = {}
         for p in listed:
             entry = [str(p.get("type", "")), p.get("default-value"), "default-value" in p]
             if p.get("description"):
                 entry.append(str(p["description"]))
-            own[str(p["name"])] = entry
-        props[name] = own
+            described[str(p["name"])] = entry
+        props[name] = described
     # An abstract type is described by what all its described subtypes share;
     # every type then keeps only what it adds or changes against its parent.
-    merged = dict(props)
+    merged: dict[str, dict[str, list[Any]]] = dict(props)
     for name in sorted(abstract, key=lambda n: -_depth(n, parents)):
         children = [merged[c] for c, parent in parents.items() if parent == name and c in merged]
         if children:
@@ -215,6 +213,126 @@ def _depth(name: str, parents: dict[str, str | None]) -> int:
     return depth
 
 
+# Devices created (besides each machine's own) to learn what instances look
+# like: common ones that need no backend.  Values read from them say what a
+# property is when nothing but QEMU itself set it.
+INSTANCE_DEVICES = (
+    "virtio-net-pci", "e1000", "e1000e", "vmxnet3", "virtio-balloon-pci", "virtio-rng-pci",
+    "virtio-rng-pci-transitional", "virtio-serial-pci", "virtio-scsi-pci", "VGA",
+    "secondary-vga", "bochs-display", "virtio-gpu-pci", "pvpanic", "pvscsi", "qemu-xhci",
+    "usb-kbd", "usb-mouse", "usb-tablet", "virtio-keyboard-pci", "virtio-mouse-pci",
+    "virtio-tablet-pci", "pci-bridge,chassis_nr=1", "nvme,serial=machines",
+)
+
+
+async def _walk(session: QemuSession) -> list[tuple[str, str]]:
+    found, pending = [], ["/machine"]
+    while pending:
+        path = pending.pop()
+        for child in await session.qom_list(path):
+            kind = str(child.get("type", ""))
+            if kind.startswith("child<"):
+                found.append((f"{path}/{child['name']}", kind[6:-1]))
+                pending.append(f"{path}/{child['name']}")
+    return found
+
+
+async def _read_instances(session: QemuSession, qom: dict[str, Any], wanted: set[str] | None,
+                          skip: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Property values of the first object of each type, where they say something.
+
+    Kept: properties with no static default (the object sets them itself),
+    and properties whose value differs from the static default (QEMU changed
+    it when creating or realizing the object).  ``skip`` holds driver/property
+    pairs the host machine's own compat properties touch.
+    """
+    types = qom["types"]
+
+    def ancestry(name: str) -> list[str]:
+        chain: list[str] = []
+        node: str | None = name
+        while node is not None and node not in chain:
+            chain.append(node)
+            node = types.get(node, [None])[0]
+        return chain
+
+    def static(name: str) -> dict[str, list[Any]]:
+        merged: dict[str, list[Any]] = {}
+        for node in reversed(ancestry(name)):
+            merged.update(qom["properties"].get(node, {}))
+        return merged
+
+    out: dict[str, dict[str, Any]] = {}
+    for path, typename in await _walk(session):
+        if typename in out or typename not in types or (wanted and typename not in wanted):
+            continue
+        if "device" not in ancestry(typename):
+            continue
+        props = static(typename)
+        values: dict[str, Any] = {}
+        chain = set(ancestry(typename))
+        for name, (kind, default, has_default, *_rest) in props.items():
+            if kind.startswith(("link<", "child<")):
+                continue
+            if any((d, name) in skip for d in chain):
+                continue
+            try:
+                value = await session.qom_get(path, name)
+            except QmpCommandError:
+                continue  # write-only
+            if not has_default or value != default:
+                values[name] = value
+        out[typename] = values
+    return out
+
+
+async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]],
+                     qom: dict[str, Any], drivers: set[str]) -> dict[str, dict[str, Any]]:
+    """What objects look like once QEMU created them, on machines that add nothing.
+
+    Many properties get their value in instance_init or realize (CPU model
+    features, ROM file names, "auto" settings), so the static defaults from
+    device-list-properties do not tell the whole story.  Each family's newest
+    machine type (its compat properties are skipped where they apply) hosts
+    the common devices; each CPU model that compat properties or machine
+    defaults name is created on a machine type without compat properties.
+    """
+    types = qom["types"]
+    entries = {str(m["name"]): [(str(p["qom-type"]), str(p["property"]))
+                                for p in m.get("compat-props") or []] for m in machines}
+    newest: dict[str, str] = {}
+    for name in entries:
+        parsed = parse_machine_name(name)
+        if parsed.versioned and (parsed.prefix not in newest
+                                 or version_key(name) > version_key(newest[parsed.prefix])):
+            newest[parsed.prefix] = name
+    out: dict[str, dict[str, Any]] = {}
+    devices = [a for d in INSTANCE_DEVICES for a in ("-device", d)]
+    for host in sorted(newest.values()):
+        args = ("-machine", host, "-accel", "tcg", "-S", *devices, *BASE_ARGS)
+        async with QemuProcess(binary, args, timeout=timeout) as process:
+            found = await _read_instances(QemuSession(process), qom, None, set(entries[host]))
+        for typename, values in found.items():
+            out.setdefault(typename, values)
+    clean = next((n for n, e in entries.items() if not e and parse_machine_name(n).versioned), None)
+    cpus = {str(m["default-cpu-type"]) for m in machines if m.get("default-cpu-type")}
+    cpus |= {d for d in drivers if d in types and not types[d][1] and d.endswith("-x86_64-cpu")}
+    for cpu_type in sorted(cpus) if clean else []:
+        model = cpu_type.removesuffix("-x86_64-cpu")
+        args = ("-machine", str(clean), "-accel", "tcg", "-S", "-cpu", model, *BASE_ARGS)
+        process = QemuProcess(binary, args, timeout=timeout)
+        try:
+            await process.__aenter__()
+        except EnvironmentUnavailable as err:
+            if "exited at once" in str(err):
+                continue  # e.g. 'host' needs KVM; its values depend on the host anyway
+            raise
+        async with process:
+            found = await _read_instances(QemuSession(process), qom, {cpu_type}, set())
+        out.update(found)
+    return dict(sorted(out.items()))
+
+
 async def _query(binary: str, timeout: float) -> dict[str, Any]:
     async with QemuProcess(binary, IMPORT_ARGS, timeout=timeout) as process:
         session = QemuSession(process)
@@ -223,6 +341,7 @@ async def _query(binary: str, timeout: float) -> dict[str, Any]:
         types = await session.types()
         drivers = {str(p.get("qom-type")) for m in machines for p in m.get("compat-props") or []}
         qom = await _qom(session, types, drivers)
+    qom["instances"] = await _instances(binary, timeout, machines, qom, drivers)
     return {"version": version, "package": package, "machines": machines, "qom": qom}
 
 
@@ -268,6 +387,9 @@ def import_build(binary: str, source: Path | None = None, timeout: float = 20.0,
         "listing": listing,
         "tables": {name: [list(e) for e in entries] for name, entries in tables.items()},
         "machines": machines,
+        # AccelClass compat_props: QMP does not show them; for kvm and tcg
+        # they are empty in every QEMU so far (only xen has any).
         "accel_compat": {"kvm": [], "tcg": []},
+        "options": read_options(source) if source is not None else None,
         "qom": raw["qom"],
     }

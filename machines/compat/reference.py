@@ -68,7 +68,7 @@ def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dic
         table = tables.setdefault(item["table"], [])
         table.append(_entry(item["driver"], item["property"], item["value"], False,
                             [r for r in RELEASES if r in item["releases"]], item["source"]))
-    new_props = [dict(p) for p in properties["properties"]] + [dict(p) for p in design.get("properties", [])]
+    new_props = [dict(p) for p in [*properties["properties"], *design.get("properties", [])]]
     return {
         "schema": SCHEMA,
         "releases": list(RELEASES),

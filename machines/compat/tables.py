@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from attrs import field, frozen
+from attrs import frozen
 
 
 @frozen
@@ -32,7 +32,7 @@ class CompatTable:
     """A named ``GlobalProperty`` array (``hw_compat_9_2``...)."""
 
     name: str
-    entries: tuple[GlobalProperty, ...] = field(converter=tuple)
+    entries: tuple[GlobalProperty, ...]
 
     def __len__(self) -> int:
         return len(self.entries)

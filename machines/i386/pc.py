@@ -89,6 +89,11 @@ def _settings(version: tuple[int, ...], family: PcFamily) -> dict[str, Any]:
     return {}
 
 
+def _table(tables: Mapping[str, CompatTable], name: str) -> CompatTable:
+    """An array of the release, or an empty one where the release has none yet."""
+    return tables.get(name, CompatTable(name, ()))
+
+
 def pc_machines(build: str, release: tuple[int, ...], tables: Mapping[str, CompatTable]
                 ) -> list[type[MachineType]]:
     """Machine classes of both PC families for one model release."""
@@ -103,7 +108,7 @@ def pc_machines(build: str, release: tuple[int, ...], tables: Mapping[str, Compa
             "desc": family.desc,
             "default_cpu_type": DEFAULT_CPU_TYPE,
             "default_kernel_irqchip_split": False,
-            "own_compat": (tables.get(family.defaults_table, CompatTable(family.defaults_table, ())),),
+            "own_compat": (_table(tables, family.defaults_table),),
             "__doc__": f"{family.desc}: the family base ({family.family}_machine_options).",
         })
         versions = source_versions(release, family)
@@ -111,7 +116,7 @@ def pc_machines(build: str, release: tuple[int, ...], tables: Mapping[str, Compa
         parent: type[MachineType] = base
         for version in versions:
             name = f"{family.prefix}-{'.'.join(map(str, version))}"
-            own = tuple(tables.get(t, CompatTable(t, ())) for t in _tables_for(version, family, newest))
+            own = tuple(_table(tables, t) for t in _tables_for(version, family, newest))
             attrs: dict[str, Any] = {
                 "name": name,
                 "version": MachineVersion("", version),

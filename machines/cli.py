@@ -1,0 +1,239 @@
+"""``machines``: the command line, a thin shell over the library.
+
+Each subcommand parses its arguments, calls pure functions, and prints.
+Failures are :class:`machines.errors.MachinesError`; :func:`main` turns them
+into one line on stderr and the documented exit code (see README).  Modules
+that pull in asyncio, qemu.qmp or cffi are imported only by the subcommands
+that need them, so ``machines list`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from machines.errors import MachinesError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _add_release(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--release", "--build", dest="release", metavar="RELEASE",
+                   help="QEMU build: a model release (10.0, 10.1, 10.1.2, 10.2; default 10.2), "
+                        "the imported 10.0.2, or a file written by 'machines import'")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from machines import report
+    from machines.registry import get_build
+
+    build = get_build(args.release)
+    if args.json:
+        report.print_json(report.listing_json(build))
+    else:
+        sys.stdout.write(build.help_text())
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from machines import report
+    from machines.registry import get_build, known_elsewhere
+
+    build = get_build(args.release)
+    machine = build.lookup(args.name, known_elsewhere)
+    if args.json:
+        report.print_json(report.machine_json(build, machine))
+    else:
+        sys.stdout.write(report.machine_text(build, machine))
+    return 0
+
+
+def _split_resolve_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Our --options apart from QEMU's -options (``--`` ends ours)."""
+    ours_with_value = {"--device", "--release", "--build", "--cmdline", "--kernel", "-o"}
+    ours_flags = {"--json", "-h", "--help"}
+    ours: list[str] = []
+    qemu: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name = token.split("=", 1)[0]
+        if token == "--":
+            qemu.extend(argv[i + 1:])
+            break
+        if name in ours_with_value:
+            ours.append(token)
+            if "=" not in token and i + 1 < len(argv):
+                ours.append(argv[i + 1])
+                i += 1
+        elif name in ours_flags:
+            ours.append(token)
+        else:
+            qemu.append(token)
+        i += 1
+    return ours, qemu
+
+
+def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
+    from machines import report
+    from machines.config import configure
+    from machines.i386.ioapic import ioapic
+    from machines.options import parse_args, split_command_line
+    from machines.registry import get_build
+    from machines.resolve import Resolver
+
+    binary = None
+    if args.cmdline is not None:
+        if qemu_args:
+            raise UsageError("give QEMU arguments or --cmdline, not both")
+        binary, qemu_args = split_command_line(args.cmdline)
+    build = get_build(args.release)
+    config = configure(build, parse_args(qemu_args, binary))
+    resolver = Resolver(config)
+    resolver.accel()  # unknown or bad -accel properties fail here, as in QEMU
+    pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
+    devices = {t: resolver.device(t) for t in args.device}
+    if args.json:
+        report.print_json(report.resolve_json(resolver, devices, pic))
+    else:
+        sys.stdout.write(report.resolve_text(resolver, devices, pic))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from machines import report
+    from machines.compare import compare_machines
+    from machines.registry import get_build, known_elsewhere
+
+    build = get_build(args.release)
+    if args.all:
+        names = [m.name for m in build.registered() if m.family]
+    else:
+        if len(args.names) < 2:
+            raise UsageError("compare needs at least two machine types (or --all)")
+        names = args.names
+    machines = [build.lookup(n, known_elsewhere) for n in names]
+    table = compare_machines(build, machines, show_all=args.show_all)
+    if args.json:
+        report.print_json(report.compare_json(build, table))
+    elif args.csv:
+        sys.stdout.write(report.compare_csv(table))
+    else:
+        sys.stdout.write(report.compare_text(table))
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from machines.compat.importer import import_build
+    from machines.fileio import atomic_write_json
+    from machines.report import print_json
+
+    data = import_build(args.qemu, Path(args.source) if args.source else None,
+                        timeout=args.timeout, command=["machines", "import", *sys.argv[2:]])
+    if args.output:
+        atomic_write_json(args.output, data)
+        machines = sum(1 for m in data["machines"])
+        print(f"imported QEMU {data['qemu']['version']}: {machines} machine types, "
+              f"{len(data['tables'])} compat arrays -> {args.output}")
+    else:
+        print_json(data)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="machines", description=__doc__.splitlines()[0] if __doc__ else None)
+    from machines import __version__
+
+    parser.add_argument("--version", action="version", version=f"machines {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("list", help="machine types, like 'qemu-system-x86_64 -machine help'")
+    _add_release(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("show", help="one machine type and its ordered compat properties")
+    p.add_argument("name")
+    _add_release(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("resolve", help="effective properties of a QEMU configuration",
+                       usage="machines resolve [--device TYPE]... [--json] [--release R] "
+                             "[--cmdline 'qemu-system-x86_64 ...'] [--] [QEMU ARGS...]")
+    p.add_argument("--device", action="append", default=[], metavar="TYPE",
+                   help="QOM type whose properties to resolve (repeatable)")
+    _add_release(p)
+    p.add_argument("--cmdline", help="a whole pasted QEMU command line (e.g. from libvirt's log)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_resolve)
+
+    p = sub.add_parser("compare", help="what differs between machine types")
+    p.add_argument("names", nargs="*", metavar="MACHINE")
+    p.add_argument("--all", action="store_true", help="every registered versioned type")
+    p.add_argument("--show-all", action="store_true", help="also rows that do not differ")
+    _add_release(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("import", help="read a real QEMU binary into a build data file")
+    p.add_argument("--qemu", required=True, metavar="BINARY")
+    p.add_argument("--source", metavar="DIR",
+                   help="upstream QEMU source tree of the same version (names the compat arrays)")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS")
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("probe", help="what this host's KVM supports (kernel profile)",
+                       add_help=False)
+    p.set_defaults(func=None, external="machines.probe")
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    if argv and argv[0] == "probe":
+        from machines import probe
+
+        return probe.main(argv[1:])
+    parser = _parser()
+    qemu_args: list[str] = []
+    if argv and argv[0] == "resolve":
+        ours, qemu_args = _split_resolve_args(argv[1:])
+        argv = ["resolve", *ours]
+    args = parser.parse_args(argv)
+    func: Callable[..., int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    if args.command == "resolve":
+        return func(args, qemu_args)
+    return func(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except MachinesError as err:
+        print(f"machines: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("machines: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""A VM configuration: parsed QEMU options checked against one QEMU build.
+
+:func:`configure` does what QEMU does between parsing its command line and
+creating devices: pick the machine type (aliases, the default), pick the
+accelerator (``-accel``, legacy ``-machine accel=``, ``-enable-kvm``, or the
+program's default), and check ``-machine`` properties, ``-global`` and
+``-cpu`` against the build's types, failing with QEMU's own words.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from machines.build import Build
+from machines.errors import PropertyError, UsageError
+from machines.machine import MachineType
+from machines.options import CpuOption, GlobalOption, QemuOptions
+from machines.registry import known_elsewhere
+from machines.values import parse_value
+
+# -machine keys that QEMU consumes itself instead of setting them on the machine.
+LEGACY_MACHINE_KEYS = ("type", "accel", "kernel-irqchip", "kvm-shadow-mem", "igd-passthru",
+                       "memory-backend")
+ACCELERATORS = ("kvm", "tcg", "xen", "qtest")
+
+
+@frozen
+class VmConfig:
+    """What QEMU would build: machine type, accelerator, options; nothing resolved yet."""
+
+    build: Build
+    machine: type[MachineType]
+    machine_as_given: str | None
+    accel: str
+    accel_source: str
+    cpu_type: str
+    options: QemuOptions
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def kvm(self) -> bool:
+        return self.accel == "kvm"
+
+    @property
+    def alias_used(self) -> bool:
+        return self.machine_as_given is not None and self.machine_as_given != self.machine.name
+
+
+def _pick_accel(opts: QemuOptions, warnings: list[str]) -> tuple[str, str]:
+    legacy = opts.machine_opt("accel")
+    if opts.accels and legacy is not None:
+        raise UsageError('The -accel and "-machine accel=" options are incompatible')
+    if opts.accels:
+        for accel in opts.accels:
+            if accel.name in ACCELERATORS:
+                return accel.name, accel.text
+            warnings.append(f"{accel.text}: invalid accelerator {accel.name}")
+        raise UsageError("no accelerator found")
+    if legacy is not None:
+        for name in legacy.split(":"):
+            if name in ACCELERATORS:
+                return name, f"-machine accel={legacy}"
+            warnings.append(f"invalid accelerator {name}")
+        raise UsageError("no accelerator found")
+    # QEMU's default: "kvm:tcg" when the program name ends in "kvm", else "tcg:kvm".
+    program = (opts.binary or "qemu-system-x86_64").rsplit("/", 1)[-1]
+    if program.endswith("kvm"):
+        return "kvm", f"default of {program} (kvm:tcg)"
+    return "tcg", f"default of {program} (tcg:kvm)"
+
+
+def configure(build: Build, opts: QemuOptions) -> VmConfig:
+    """Check ``opts`` against ``build`` the way QEMU would before creating devices."""
+    warnings = list(opts.warnings)
+    given = opts.machine_opt("type")
+    if given is None:
+        machine = build.default_machine
+        if machine is None:
+            raise UsageError(f"QEMU {build.name} has no default machine type; give -machine")
+    else:
+        machine = build.lookup(given, known_elsewhere)
+    qom = build.qom
+    machine_type = f"{machine.name}-machine"
+    machine_props = qom.properties(machine_type) if machine_type in qom else {}
+    for key, value in opts.machine:
+        if key in LEGACY_MACHINE_KEYS:
+            continue
+        info = machine_props.get(key)
+        if info is None:
+            raise PropertyError(f"Property '{machine_type}.{key}' not found")
+        parse_value(info.type, value, key)
+    accel, accel_source = _pick_accel(opts, warnings)
+    cpu_type = _cpu_type(build, opts.cpu, machine)
+    if opts.cpu is not None:
+        _check_cpu_features(build, opts.cpu, cpu_type)
+    for glob in opts.globals:
+        _check_global(build, glob, accel, warnings)
+    return VmConfig(build, machine, given, accel, accel_source, cpu_type, opts, tuple(warnings))
+
+
+def _cpu_type(build: Build, cpu: CpuOption | None, machine: type[MachineType]) -> str:
+    if cpu is None:
+        return machine.default_cpu_type or "qemu64-x86_64-cpu"
+    typename = f"{cpu.model}-x86_64-cpu"
+    if typename not in build.qom or build.qom.abstract.__contains__(typename):
+        raise UsageError(f"unable to find CPU model '{cpu.model}'")
+    return typename
+
+
+def _check_cpu_features(build: Build, cpu: CpuOption, cpu_type: str) -> None:
+    """-cpu features become globals on the CPU type; +feat/-feat are set at realize."""
+    props = build.qom.properties(cpu_type)
+    for name, value in cpu.props:
+        _check_global(build, GlobalOption(cpu_type, name, value, cpu.text), "", [])
+    for feat in (*cpu.plus, *cpu.minus):
+        if feat.replace("_", "-") not in props:
+            raise PropertyError(f"Property '{cpu_type}.{feat}' not found")
+
+
+def _check_global(build: Build, glob: GlobalOption, accel: str, warnings: list[str]) -> None:
+    qom = build.qom
+    if glob.driver not in qom:
+        warnings.append(f"global {glob.driver}.{glob.property} has invalid class name")
+        return
+    if not qom.is_a(glob.driver, "device") and not (
+        build.globals_reach_accel and qom.is_a(glob.driver, "accel")
+    ):
+        # QEMU applies -global only to devices; anything else is never used.
+        warnings.append(f"global {glob.driver}.{glob.property} has invalid class name")
+        return
+    info = qom.find_property(glob.driver, glob.property)
+    prefix = f"can't apply global {glob.driver}.{glob.property}={glob.value}: "
+    if info is None:
+        raise PropertyError(prefix + f"Property '{glob.driver}.{glob.property}' not found")
+    try:
+        parse_value(info.type, glob.value, glob.property)
+    except PropertyError as err:
+        raise PropertyError(prefix + str(err)) from None

@@ -1,0 +1,200 @@
+"""Rendering results for people (text) and for programs (JSON, CSV).
+
+JSON documents carry ``"schema": "machines/<kind>/v1"``; fields may be added
+in later versions, never renamed or removed within one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import Any
+
+from typing import TYPE_CHECKING
+
+from machines.values import format_value
+
+if TYPE_CHECKING:  # keep 'machines list' from importing the resolver
+    from machines.build import Build
+    from machines.compare import CompareTable
+    from machines.i386.ioapic import Ioapic
+    from machines.machine import MachineType
+    from machines.resolve import Resolved, Resolver
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def _build_json(build: Build) -> dict[str, Any]:
+    return {"name": build.name, "version": build.version_text, "kind": build.kind,
+            "seoib_aware": build.seoib_aware}
+
+
+def listing_json(build: Build) -> dict[str, Any]:
+    return {
+        "schema": "machines/list/v1",
+        "qemu": _build_json(build),
+        "machines": [
+            {"name": m.name, "desc": m.desc, "alias": m.alias, "is_default": m.is_default,
+             "deprecated": m.deprecated, "family": m.family,
+             "version": str(m.version) if m.version else None, "added_in": m.added_in}
+            for m in build.registered()
+        ],
+        "not_registered": sorted(n for n, m in build.machines.items() if not m.registered),
+    }
+
+
+def _chain(machine: type[MachineType]) -> list[str]:
+    names = []
+    node = machine.newer()
+    while node is not None:
+        names.append(node.name)
+        node = node.newer()
+    return names
+
+
+def machine_json(build: Build, machine: type[MachineType]) -> dict[str, Any]:
+    split = machine.default_kernel_irqchip_split
+    return {
+        "schema": "machines/machine/v1",
+        "name": machine.name,
+        "qemu": _build_json(build),
+        "desc": machine.desc,
+        "family": machine.family,
+        "alias": machine.alias,
+        "is_default": machine.is_default,
+        "deprecated": machine.deprecated,
+        "registered": machine.registered,
+        "added_in": machine.added_in,
+        "default_cpu_type": machine.default_cpu_type,
+        "default_kernel_irqchip": None if split is None else ("split" if split else "on"),
+        "derives_from": _chain(machine),
+        "tables": [t.name for t in machine.compat_tables()],
+        "compat_props": [
+            {"driver": cp.driver, "property": cp.property, "value": cp.value,
+             "table": cp.table, "entry": cp.index}
+            for cp in machine.compat_props()
+        ],
+    }
+
+
+def machine_text(build: Build, machine: type[MachineType]) -> str:
+    out = io.StringIO()
+    flags = [f for f, on in (("default", machine.is_default), ("deprecated", machine.deprecated),
+                             ("not registered", not machine.registered)) if on]
+    out.write(f"{machine.name}: {machine.desc}{' (' + ', '.join(flags) + ')' if flags else ''}\n")
+    out.write(f"  QEMU build:      {build.name} ({build.kind})\n")
+    if machine.alias:
+        out.write(f"  alias:           {machine.alias}\n")
+    if machine.added_in:
+        out.write(f"  added in:        QEMU {machine.added_in}\n")
+    chain = _chain(machine)
+    if chain:
+        shown = " -> ".join(chain[:3]) + (" -> ..." if len(chain) > 3 else "")
+        out.write(f"  derives from:    {shown}\n")
+    split = machine.default_kernel_irqchip_split
+    if split is not None:
+        out.write(f"  kernel-irqchip:  {'split' if split else 'on'} by default under KVM\n")
+    props = machine.compat_props()
+    out.write(f"  compat_props:    {len(props)} entries, applied in this order "
+              "(later entries win)\n")
+    table = None
+    for cp in props:
+        if cp.table != table:
+            table = cp.table
+            out.write(f"  {table}:\n")
+        out.write(f"    {cp.driver}.{cp.property}={cp.value}\n")
+    return out.getvalue()
+
+
+def _resolved_json(r: Resolved) -> dict[str, Any]:
+    return r.to_json()
+
+
+def resolve_json(resolver: Resolver, devices: dict[str, dict[str, Resolved]],
+                 ioapic: Ioapic | None) -> dict[str, Any]:
+    config = resolver.config
+    irqchip = resolver.kernel_irqchip()
+    return {
+        "schema": "machines/resolve/v1",
+        "qemu": _build_json(config.build),
+        "machine": config.machine.name,
+        "machine_as_given": config.machine_as_given,
+        "accel": {
+            "name": config.accel,
+            "source": config.accel_source,
+            "kernel_irqchip": _resolved_json(irqchip) if irqchip else None,
+        },
+        "cpu": config.cpu_type,
+        "ioapic": None if ioapic is None else {
+            "type": ioapic.type, "path": ioapic.path, "version": ioapic.version,
+            **ioapic.source.to_json()},
+        "devices": {t: {p: _resolved_json(r) for p, r in props.items()}
+                    for t, props in devices.items()},
+        "incoming": config.options.incoming,
+        "loadvm": config.options.loadvm,
+        "warnings": list(config.warnings),
+    }
+
+
+def resolve_text(resolver: Resolver, devices: dict[str, dict[str, Resolved]],
+                 ioapic: Ioapic | None) -> str:
+    config = resolver.config
+    out = io.StringIO()
+    given = f" (from '{config.machine_as_given}')" if config.alias_used else ""
+    out.write(f"machine:        {config.machine.name}{given}, QEMU {config.build.name}\n")
+    out.write(f"accelerator:    {config.accel} ({config.accel_source})\n")
+    irqchip = resolver.kernel_irqchip()
+    if irqchip is not None:
+        out.write(f"kernel-irqchip: {irqchip.value} ({irqchip.source.describe()})\n")
+    out.write(f"cpu:            {config.cpu_type}\n")
+    if ioapic is not None:
+        out.write(f"ioapic:         {ioapic.type} version {ioapic.version:#x} "
+                  f"({ioapic.source.describe()})\n")
+    for warning in config.warnings:
+        out.write(f"warning:        {warning}\n")
+    for typename, props in devices.items():
+        out.write(f"\n{typename}:\n")
+        width = max((len(p) for p in props), default=0)
+        for name, r in props.items():
+            value = "<unset>" if r.value is None else format_value(r.value)
+            note = (f" (QEMU decides at realize; {format_value(r.realized)} on a plain machine)"
+                    if r.realized is not None else "")
+            out.write(f"  {name:<{width}}  {value:<12} {r.source.describe()}{note}\n")
+    return out.getvalue()
+
+
+def compare_json(build: Build, table: CompareTable) -> dict[str, Any]:
+    return {
+        "schema": "machines/compare/v1",
+        "qemu": _build_json(build),
+        "machines": list(table.machines),
+        "rows": [
+            {"driver": d, "property": p,
+             "values": {m: c.value for m, c in zip(table.machines, cells, strict=True)},
+             "sources": {m: c.source for m, c in zip(table.machines, cells, strict=True)}}
+            for d, p, cells in table.rows
+        ],
+    }
+
+
+def compare_csv(table: CompareTable) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Driver", "Property", *table.machines])
+    for driver, prop, cells in table.rows:
+        writer.writerow([driver, prop, *(c.text for c in cells)])
+    return out.getvalue()
+
+
+def compare_text(table: CompareTable) -> str:
+    header = ["Driver", "Property", *table.machines]
+    rows = [[d, p, *(c.text for c in cells)] for d, p, cells in table.rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,281 @@
+"""Effective property values, and where each one came from.
+
+QEMU sets a property of a new object in this order (qom/object.c,
+hw/core/qdev.c), each step overriding the one before:
+
+1. the type's default (or what the object's instance_init sets);
+2. the accelerator's compat properties (``object_compat_props[0]``);
+3. the machine type's compat properties, in ``compat_props`` order
+   (``object_compat_props[1]``);
+4. "sugar" properties that legacy options register
+   (``object_compat_props[2]``: ``-machine kernel-irqchip=`` for the KVM
+   accelerator);
+5. the user's ``-global`` options (and ``-cpu`` features, which QEMU turns
+   into globals on the CPU type), in command-line order.
+
+An entry applies when the object's type "is a" the entry's driver (the type
+or an ancestor).  For the accelerator object, ``-accel`` options come last.
+A virtio PCI proxy's aliased property lives on its backend device, which is
+created (with its own steps 1-5) inside the proxy's instance_init; the
+proxy's own steps then apply through the alias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+
+from attrs import frozen
+
+from machines.build import Build
+from machines.compat.tables import CompatProp
+from machines.config import VmConfig
+from machines.errors import PropertyError, UsageError
+from machines.machine import MachineType
+from machines.options import GlobalOption
+from machines.qom import PropertyInfo, QomTypes
+from machines.realize import forced_at_realize
+from machines.values import Value, parse_value
+
+
+@frozen
+class Source:
+    """Where an effective value came from."""
+
+    # default | instance | accel-compat | compat | sugar | global | cpu | accel
+    # | machine-default | realize | unset
+    kind: str
+    detail: str = ""
+    table: str | None = None
+    index: int | None = None
+    driver: str | None = None
+    text: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"source": self.kind}
+        for key in ("detail", "table", "index", "driver", "text"):
+            value = getattr(self, key)
+            if value is not None and value != "":
+                out["entry" if key == "index" else key] = value
+        return out
+
+
+@frozen
+class Resolved:
+    """One property's effective value with its provenance (last step that set it)."""
+
+    typename: str
+    prop: str
+    type: str
+    value: Value | None
+    source: Source
+    overridden: tuple[Source, ...] = ()  # earlier steps that set it, oldest first
+    realized: Value | None = None  # when QEMU decides at realize: what a plain machine showed
+
+    @property
+    def decided_at_realize(self) -> bool:
+        return self.realized is not None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"value": self.value, **self.source.to_json()}
+        if self.realized is not None:
+            out["decided_at_realize"] = True
+            out["realized_on_plain_machine"] = self.realized
+        return out
+
+
+def _default_source(info: PropertyInfo) -> Source:
+    if info.default_origin == "instance":
+        return Source("instance", "value the object sets when created")
+    if info.default_origin not in ("type",):
+        return Source("default", f"type default (new or changed in QEMU {info.default_origin})")
+    return Source("default", "type default")
+
+
+@cache
+def _parse(qapi_type: str, text: str, name: str) -> Value:
+    return parse_value(qapi_type, text, name)
+
+
+class Resolver:
+    """Resolve properties of any QOM type for one VM configuration."""
+
+    def __init__(self, config: VmConfig) -> None:
+        self.config = config
+        self.build: Build = config.build
+        self.qom: QomTypes = config.build.qom
+        self._compat = config.machine.compat_props()
+        self._accel_compat = config.build.accel_compat.get(config.accel, ())
+
+    # -- the steps, for one object of type ``owner``
+    def _steps(self, owner: str, prop: str) -> Iterable[tuple[str, Source]]:
+        ancestry = set(self.qom.ancestry(owner))
+        for i, p in enumerate(self._accel_compat):
+            if p.property == prop and p.driver in ancestry:
+                yield p.value, Source("accel-compat", f"{self.config.accel} accelerator", None, i,
+                                      p.driver, p.value)
+        for cp in self._matching_compat(owner, prop, ancestry):
+            yield cp.value, Source("compat", f"{cp.table}[{cp.index}] {cp.prop}", cp.table,
+                                   cp.index, cp.driver, cp.value)
+        for glob in self._sugar():
+            if glob.property == prop and glob.driver in ancestry:
+                yield glob.value, Source("sugar", glob.text, driver=glob.driver, text=glob.value)
+        for glob in self.config.options.globals:
+            if glob.property == prop and glob.driver in ancestry and self._global_applies(owner):
+                yield glob.value, Source("global", f"-global {glob.text}", driver=glob.driver,
+                                         text=glob.value)
+        cpu = self.config.options.cpu
+        if cpu is not None and self.config.cpu_type in ancestry:
+            for name, value in cpu.props:
+                if name == prop:
+                    yield value, Source("cpu", f"-cpu {cpu.text}", driver=self.config.cpu_type,
+                                        text=value)
+
+    def _matching_compat(self, owner: str, prop: str, ancestry: set[str]) -> list[CompatProp]:
+        return [cp for cp in self._compat if cp.property == prop and cp.driver in ancestry
+                and not (cp.prop.optional and prop not in self.qom.properties(owner))]
+
+    def _global_applies(self, owner: str) -> bool:
+        # -global reaches devices; the accelerator only in builds that give it that.
+        return self.qom.is_a(owner, "device") or (
+            self.build.globals_reach_accel and self.qom.is_a(owner, "accel"))
+
+    def _sugar(self) -> list[GlobalOption]:
+        """Properties legacy -machine keys register for the accelerator."""
+        out = []
+        opts = self.config.options
+        for key in ("kernel-irqchip", "kvm-shadow-mem"):
+            value = opts.machine_opt(key)
+            if value is not None:
+                out.append(GlobalOption("kvm-accel", key, value, f"-machine {key}={value}"))
+        return out
+
+    # -- public
+    def resolve(self, typename: str, prop: str) -> Resolved:
+        props = self.qom.properties(typename)
+        info = props.get(prop)
+        if info is None:
+            raise PropertyError(f"Property '{typename}.{prop}' not found")
+        owner = self.qom.property_owner(typename, prop)
+        history: list[Source] = []
+        value: Value | None = info.default if info.has_default else None
+        source = _default_source(info) if info.has_default else Source("unset", "no default")
+        owners = [owner] if owner == typename else [owner, typename]
+        for obj in owners:
+            for text, step in self._steps(obj, prop):
+                try:
+                    parsed = _parse(info.type, text, prop)
+                except PropertyError as err:
+                    raise PropertyError(f"can't apply global {step.driver}.{prop}={text}: {err}") \
+                        from None
+                history.append(source)
+                value, source = parsed, step
+        if typename == self.accel_type:
+            for name, text in self._accel_options():
+                if name == prop:
+                    parsed = _parse(info.type, text, prop)
+                    history.append(source)
+                    value, source = parsed, Source("accel", self._accel_text(), text=text)
+        forced = forced_at_realize(self.qom, typename, prop)
+        if forced is not None:
+            history.append(source)
+            value, source = forced[0], Source("realize", forced[1])  # type: ignore[assignment]
+        elif value is None and info.type in ("str", "string"):
+            value = ""  # a NULL string property reads back as "" over QMP
+        realized = info.realized if source.kind in ("default", "instance") else None
+        return Resolved(typename, prop, info.type, value, source, tuple(history), realized)
+
+    def device(self, typename: str) -> dict[str, Resolved]:
+        """Every property of ``typename``, sorted by name."""
+        if typename not in self.qom:
+            raise UsageError(f"unknown QOM type '{typename}' in QEMU {self.build.name}")
+        if typename in self.qom.abstract:
+            raise UsageError(f"'{typename}' is an abstract type; name a concrete one")
+        props = self.qom.properties(typename)
+        return {name: self.resolve(typename, name) for name in sorted(props)
+                if not props[name].type.startswith(("link<", "child<"))}
+
+    def compat_effective(self) -> dict[tuple[str, str], Resolved]:
+        """The machine type's compat props folded: the last word per driver.property.
+
+        This depends on the machine type alone, so it is computed once per
+        machine class and shared (the values are immutable).
+        """
+        machine = self.config.machine
+        cached: dict[tuple[str, str], Resolved] | None = vars(machine).get("_folded")
+        if cached is None:
+            cached = _fold_compat(machine, self.qom)
+            type.__setattr__(machine, "_folded", cached)
+        return dict(cached)
+
+    # -- the accelerator object
+    @property
+    def accel_type(self) -> str:
+        return f"{self.config.accel}-accel"
+
+    def _accel_text(self) -> str:
+        return next((a.text for a in self.config.options.accels if a.name == self.config.accel),
+                    self.config.accel_source)
+
+    def _accel_options(self) -> list[tuple[str, str]]:
+        for accel in self.config.options.accels:
+            if accel.name == self.config.accel:
+                return list(accel.props)
+        return []
+
+    def kernel_irqchip(self) -> Resolved | None:
+        """KVM's effective kernel-irqchip; the machine type's default when unset.
+
+        ``kernel-irqchip`` has no getter and no default: kvm_init() turns
+        "unset" into ``split`` when the machine class says
+        ``default_kernel_irqchip_split`` (only pc-q35-4.0), else ``on``.
+        None when the accelerator is not KVM.
+        """
+        if not self.config.kvm:
+            return None
+        resolved = self.resolve("kvm-accel", "kernel-irqchip")
+        if resolved.value is not None:
+            return resolved
+        split = bool(self.config.machine.default_kernel_irqchip_split)
+        return Resolved("kvm-accel", "kernel-irqchip", resolved.type, "split" if split else "on",
+                        Source("machine-default",
+                               f"{self.config.machine.name} default_kernel_irqchip_split="
+                               f"{'true' if split else 'false'}"))
+
+    def accel(self) -> dict[str, Resolved]:
+        """The accelerator's properties; unknown -accel properties fail as in QEMU."""
+        props = self.qom.properties(self.accel_type) if self.accel_type in self.qom else {}
+        for name, text in self._accel_options():
+            info = props.get(name)
+            if info is None:
+                raise PropertyError(f"{self._accel_text()}: Property '{self.accel_type}.{name}' "
+                                    "not found")
+            try:
+                _parse(info.type, text, name)
+            except PropertyError as err:
+                raise PropertyError(f"{self._accel_text()}: {err}") from None
+        out = {}
+        for name in sorted(props):
+            try:
+                out[name] = self.resolve(self.accel_type, name)
+            except PropertyError as err:
+                raise PropertyError(f"{self._accel_text()}: {err}") from None
+        return out
+
+
+def _fold_compat(machine: type[MachineType], qom: QomTypes) -> dict[tuple[str, str], Resolved]:
+    out: dict[tuple[str, str], Resolved] = {}
+    for cp in machine.compat_props():
+        key = (cp.driver, cp.property)
+        info = qom.properties(cp.driver).get(cp.property) if cp.driver in qom else None
+        qapi_type = info.type if info else "str"
+        value = _parse(qapi_type, cp.value, cp.property) if info else cp.value
+        prior = out.get(key)
+        out[key] = Resolved(cp.driver, cp.property, qapi_type, value,
+                            Source("compat", f"{cp.table}[{cp.index}] {cp.prop}", cp.table,
+                                   cp.index, cp.driver, cp.value),
+                            (*prior.overridden, prior.source) if prior else ())
+    return out

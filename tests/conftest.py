@@ -1,0 +1,66 @@
+"""Shared test fixtures.
+
+Tests that need a real QEMU (or /dev/kvm) skip with a reason when it is
+missing, unless MACHINES_REQUIRE_QEMU=1 (MACHINES_REQUIRE_KVM=1) is set, as
+.ci/run does: then a missing QEMU fails the test instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+QEMU_BINARY = os.environ.get("MACHINES_QEMU", "qemu-system-x86_64")
+
+
+def qemu_available() -> bool:
+    return shutil.which(QEMU_BINARY) is not None
+
+
+@pytest.fixture(scope="session")
+def qemu_binary() -> str:
+    """The real QEMU binary, or skip (fail under MACHINES_REQUIRE_QEMU=1)."""
+    if qemu_available():
+        return QEMU_BINARY
+    reason = f"needs a real QEMU ({QEMU_BINARY} not found)"
+    if os.environ.get("MACHINES_REQUIRE_QEMU") == "1":
+        pytest.fail(reason + " but MACHINES_REQUIRE_QEMU=1")
+    pytest.skip(reason)
+
+
+# -- /dev/kvm (kvmglue) ------------------------------------------------------
+
+KVM_DEVICE = "/dev/kvm"
+
+
+def _kvm_problem() -> str | None:
+    """Why /dev/kvm cannot be used here, or None when it can."""
+    from kvmglue.errors import KvmError
+    from kvmglue.kvm import open_kvm
+
+    try:
+        with open_kvm(KVM_DEVICE):
+            return None
+    except KvmError as err:
+        return str(err)
+
+
+def kvm_available() -> bool:
+    return _kvm_problem() is None
+
+
+@pytest.fixture(scope="session")
+def real_kvm():
+    """An open /dev/kvm handle, or skip (fail under MACHINES_REQUIRE_KVM=1)."""
+    problem = _kvm_problem()
+    if problem is not None:
+        reason = f"needs a usable {KVM_DEVICE} ({problem})"
+        if os.environ.get("MACHINES_REQUIRE_KVM") == "1":
+            pytest.fail(reason + " but MACHINES_REQUIRE_KVM=1")
+        pytest.skip(reason)
+    from kvmglue.kvm import open_kvm
+
+    with open_kvm(KVM_DEVICE) as kvm:
+        yield kvm

@@ -1,0 +1,124 @@
+"""The machines command: output shapes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from machines.cli import main
+
+
+def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_is_machine_help(capsys: Any) -> None:
+    code, out, err = run(capsys, "list", "--release", "10.1")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == "Supported machines are:"
+    assert "pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-10.1)" \
+        in lines
+    assert "pc-q35-4.2           Standard PC (Q35 + ICH9, 2009) (deprecated)" in lines
+    assert not any(line.startswith("pc-q35-4.1 ") for line in lines)
+
+
+def test_list_json(capsys: Any) -> None:
+    _code, out, _ = run(capsys, "list", "--json")
+    doc = json.loads(out)
+    assert doc["schema"] == "machines/list/v1"
+    assert doc["qemu"]["name"] == "10.2"
+    q35 = next(m for m in doc["machines"] if m["name"] == "pc-q35-10.2")
+    assert q35["alias"] == "q35" and q35["family"] == "pc_q35" and not q35["deprecated"]
+    assert "pc-q35-4.2" in doc["not_registered"]
+
+
+def test_show_json_shape(capsys: Any) -> None:
+    code, out, _ = run(capsys, "show", "pc-q35-9.2", "--json", "--release", "10.0")
+    doc = json.loads(out)
+    assert code == 0 and doc["schema"] == "machines/machine/v1" and doc["name"] == "pc-q35-9.2"
+    first = doc["compat_props"][0]
+    assert first == {"driver": "virtio-iommu-pci", "property": "aw-bits", "value": "39",
+                     "table": "pc_q35_compat_defaults", "entry": 0}
+    assert doc["compat_props"][1]["table"] == "hw_compat_9_2"
+    assert doc["derives_from"][0] == "pc-q35-10.0"
+
+
+def test_show_text_groups_by_table(capsys: Any) -> None:
+    code, out, _ = run(capsys, "show", "pc-q35-4.0", "--release", "10.0")
+    assert code == 0
+    assert "kernel-irqchip:  split by default under KVM" in out
+    assert "  hw_compat_4_0:\n" in out
+
+
+def test_resolve_json_shape_and_types(capsys: Any) -> None:
+    code, out, _ = run(capsys, "resolve", "--release", "10.0", "-M", "pc-q35-2.7", "-accel",
+                       "kvm", "--device", "ioapic", "--device", "isa-pcspk", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["schema"] == "machines/resolve/v1"
+    assert doc["machine"] == "pc-q35-2.7"
+    assert doc["devices"]["ioapic"]["version"] == {
+        "value": 17, "source": "compat", "detail": "hw_compat_2_7[2] ioapic.version=0x11",
+        "table": "hw_compat_2_7", "entry": 2, "driver": "ioapic", "text": "0x11"}
+    assert doc["devices"]["isa-pcspk"]["migrate"]["value"] is False
+    assert doc["accel"]["kernel_irqchip"]["value"] == "on"
+    assert doc["ioapic"]["type"] == "kvm-ioapic"
+
+
+def test_resolve_cmdline(capsys: Any) -> None:
+    line = "LC_ALL=C /usr/bin/qemu-system-x86_64 -machine pc-q35-10.0,usb=off " \
+           "-accel kvm,kernel-irqchip=split -global ioapic.version=0x11"
+    code, out, _ = run(capsys, "resolve", "--cmdline", line, "--json", "--release", "10.0")
+    doc = json.loads(out)
+    assert code == 0 and doc["ioapic"]["version"] == 0x11 and doc["ioapic"]["type"] == "ioapic"
+    assert doc["accel"]["kernel_irqchip"]["source"] == "accel"
+
+
+def test_resolve_after_double_dash(capsys: Any) -> None:
+    code, out, _ = run(capsys, "resolve", "--json", "--", "-M", "pc", "--device", "e1000")
+    # After --, "--device" is QEMU's (QEMU reads --foo as -foo), not ours.
+    assert code == 0 and json.loads(out)["devices"] == {}
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["resolve", "-M", "pc-q35-99.0"], "unknown machine type 'pc-q35-99.0'"),
+    (["show", "nope"], "unknown machine type 'nope'"),
+    (["resolve", "-M", "q35,foo"], "-M q35,foo: Expected '=' after parameter 'foo'"),
+    (["resolve", "-global", "ioapic.version=0x12"], "IOAPIC only supports"),
+    (["list", "--release", "7.0"], "unknown QEMU build '7.0'"),
+    (["list", "--bogus"], "unrecognized arguments: --bogus"),
+    (["compare", "q35"], "compare needs at least two"),
+    (["resolve", "--cmdline", "qemu-system-x86_64 -M q35", "-M", "pc"], "not both"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys: Any, argv: list[str], needle: str) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("machines: ") and needle in err
+
+
+def test_compare_formats(capsys: Any) -> None:
+    code, out, _ = run(capsys, "compare", "pc-q35-9.0", "pc-q35-9.2", "--release", "10.0")
+    assert code == 0 and out.splitlines()[0].split() == ["Driver", "Property", "pc-q35-9.0",
+                                                         "pc-q35-9.2"]
+    code, out, _ = run(capsys, "compare", "pc-q35-9.0", "pc-q35-9.2", "--csv", "--release",
+                       "10.0")
+    assert "ICH9-LPC,x-smi-swsmi-timer,off,on" in out.splitlines()
+    code, out, _ = run(capsys, "compare", "pc-q35-9.0", "pc-q35-9.2", "--json", "--release",
+                       "10.0")
+    doc = json.loads(out)
+    row = next(r for r in doc["rows"] if r["property"] == "x-smi-swsmi-timer")
+    assert row["values"] == {"pc-q35-9.0": False, "pc-q35-9.2": True}
+    assert row["sources"]["pc-q35-9.2"] == "default"
+
+
+def test_module_entry_point_and_no_traceback() -> None:
+    done = subprocess.run([sys.executable, "-m", "machines", "resolve", "-M", "q35,,"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1

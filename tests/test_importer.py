@@ -1,0 +1,145 @@
+"""The importer: real QEMU in, data file out; source labels; downstream builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from machines.cli import main
+from machines.compat.csource import read_source
+from machines.compat.importer import label_by_family, label_from_source, parse_machine_help
+from machines.errors import DataError
+from machines.registry import DATA, get_build
+
+SHIPPED = json.loads((DATA / "qemu-10.0.2.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def imported(qemu_binary: str, tmp_path_factory: Any) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("import") / "build.json"
+    assert main(["import", "--qemu", qemu_binary, "-o", str(out)]) == 0
+    return out, json.loads(out.read_text())
+
+
+def _flat(doc: dict[str, Any]) -> dict[str, list[list[str]]]:
+    return {name: [e for t in info["tables"] for e in doc["tables"][t]]
+            for name, info in doc["machines"].items()}
+
+
+@pytest.mark.qemu
+def test_shipped_data_is_what_the_importer_reads(imported: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = imported
+    if doc["qemu"]["version"] != SHIPPED["qemu"]["version"]:
+        pytest.skip(f"shipped data is QEMU {SHIPPED['qemu']['version']}")
+    assert _flat(doc) == _flat(SHIPPED)
+    assert doc["listing"] == SHIPPED["listing"]
+    assert doc["qom"] == SHIPPED["qom"]
+    assert doc["provenance"]["labels"] == "family"
+
+
+@pytest.mark.qemu
+def test_an_imported_file_is_a_build(imported: tuple[Path, dict[str, Any]], capsys: Any) -> None:
+    path, doc = imported
+    build = get_build(str(path))
+    assert len(build.registered()) == len(doc["listing"])
+    q = build.machines
+    assert issubclass(q["pc-q35-9.2"], q["pc-q35-10.0"])
+    assert main(["resolve", "--release", str(path), "-M", "pc-q35-2.7", "--device", "ioapic",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["devices"]["ioapic"]["version"]["value"] == 0x11
+
+
+def test_machine_help_parsing() -> None:
+    rows = parse_machine_help(
+        "Supported machines are:\n"
+        "pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-10.0)\n"
+        "pc-i440fx-10.0       Standard PC (i440FX + PIIX, 1996) (default)\n"
+        "pc-q35-2.4           Standard PC (Q35 + ICH9, 2009) (deprecated)\n"
+        "a-very-long-machine-name-here Something (x)\n")
+    assert rows[0] == {"name": "pc-i440fx-10.0", "desc": "Standard PC (i440FX + PIIX, 1996)",
+                       "default": True, "deprecated": False, "alias": "pc"}
+    assert rows[1]["deprecated"] and rows[1]["desc"] == "Standard PC (Q35 + ICH9, 2009)"
+    assert rows[2]["name"] == "a-very-long-machine-name-here" and rows[2]["desc"] == "Something (x)"
+
+
+def test_downstream_names_chain_by_family() -> None:
+    a, b, c = ["d", "p", "1"], ["d", "p", "2"], ["d", "q", "3"]
+    flat = {
+        "pc-q35-rhel9.6.0": [a],
+        "pc-q35-rhel9.4.0": [a, b],
+        "pc-q35-rhel8.6.0": [a, b, c],
+        "pc-q35-rhel10.0.0": [],
+        "none": [],
+    }
+    tables, machines = label_by_family({k: [tuple(e) for e in v] for k, v in flat.items()})
+    assert machines["pc-q35-rhel8.6.0"] == ["pc-q35-defaults", "compat@pc-q35-rhel9.6.0",
+                                            "compat@pc-q35-rhel9.4.0",
+                                            "compat@pc-q35-rhel8.6.0"]
+    assert tables["compat@pc-q35-rhel8.6.0"] == [tuple(c)]
+    assert [tuple(e) for t in machines["pc-q35-rhel9.4.0"] for e in tables[t]] == [
+        tuple(a), tuple(b)]
+
+
+def _tree(root: Path, hw_entries: str, pc_entries: str) -> Path:
+    (root / "hw/core").mkdir(parents=True)
+    (root / "hw/i386").mkdir(parents=True)
+    (root / "VERSION").write_text("10.0.2\n")
+    (root / "hw/core/machine.c").write_text(
+        "GlobalProperty hw_compat_9_2[] = {\n" + hw_entries + "};\n")
+    (root / "hw/i386/pc.c").write_text(
+        "#define IDS(v) \\\n    { \"a\", \"model-id\", v },\\\n    { \"b\", \"model-id\", v },\n"
+        "GlobalProperty pc_compat_9_2[] = {\n" + pc_entries + "};\n")
+    (root / "hw/i386/pc_q35.c").write_text(
+        "static GlobalProperty pc_q35_compat_defaults[] = {\n"
+        "    { TYPE_X, \"aw-bits\", \"39\" },\n};\n"
+        "#define DEFINE_Q35_MACHINE(major, minor) \\\n"
+        "    DEFINE_PC_VER_MACHINE(pc_q35, \"pc-q35\", pc_q35_init, false, NULL, major, minor);\n"
+        "static void pc_q35_machine_options(MachineClass *m)\n{\n"
+        "    compat_props_add(m->compat_props, pc_q35_compat_defaults, 1);\n}\n"
+        "static void pc_q35_machine_10_0_options(MachineClass *m)\n{\n"
+        "    pc_q35_machine_options(m);\n}\nDEFINE_Q35_MACHINE(10, 0);\n"
+        "static void pc_q35_machine_9_2_options(MachineClass *m)\n{\n"
+        "    pc_q35_machine_10_0_options(m);\n    m->default_kernel_irqchip_split = true;\n"
+        "    compat_props_add(m->compat_props, hw_compat_9_2, hw_compat_9_2_len);\n"
+        "    compat_props_add(m->compat_props, pc_compat_9_2, pc_compat_9_2_len);\n}\n"
+        "DEFINE_Q35_MACHINE(9, 2);\n")
+    (root / "hw/i386/pc_piix.c").write_text("/* nothing */\n")
+    return root
+
+
+def test_source_labels_split_the_flat_list(tmp_path: Path) -> None:
+    root = _tree(tmp_path, '    { "x", "p1", "on" },\n    { "y", "p2", "off" }, /* c */\n',
+                 '    IDS("2.4")\n    { TYPE_Z, "p3", "1" },\n')
+    facts = read_source(root)
+    assert facts.machines["pc-q35-9.2"].tables == ("pc_q35_compat_defaults", "hw_compat_9_2",
+                                                   "pc_compat_9_2")
+    assert facts.machines["pc-q35-9.2"].kernel_irqchip_split is True
+    assert facts.tables["pc_compat_9_2"].properties == ("model-id", "model-id", "p3")
+    flat = {"pc-q35-10.0": [("v", "aw-bits", "39")],
+            "pc-q35-9.2": [("v", "aw-bits", "39"), ("x", "p1", "on"), ("y", "p2", "off"),
+                           ("a", "model-id", "2.4"), ("b", "model-id", "2.4"),
+                           ("z", "p3", "1")]}
+    tables, machines = label_from_source(flat, facts)
+    assert tables["hw_compat_9_2"] == [("x", "p1", "on"), ("y", "p2", "off")]
+    assert len(tables["pc_compat_9_2"]) == 3
+    assert machines["pc-q35-9.2"] == ["pc_q35_compat_defaults", "hw_compat_9_2", "pc_compat_9_2"]
+
+
+def test_source_and_binary_must_agree(tmp_path: Path) -> None:
+    facts = read_source(_tree(tmp_path, '    { "x", "p1", "on" },\n', '    { "z", "p3", "1" },\n'))
+    flat = {"pc-q35-10.0": [("v", "aw-bits", "39")],
+            "pc-q35-9.2": [("v", "aw-bits", "39"), ("x", "other", "on"), ("z", "p3", "1")]}
+    with pytest.raises(DataError, match="hw_compat_9_2 has 'p1' where the binary has 'other'"):
+        label_from_source(flat, facts)
+    flat["pc-q35-9.2"].append(("extra", "e", "1"))
+    flat["pc-q35-9.2"][1] = ("x", "p1", "on")
+    with pytest.raises(DataError, match="1 entries left over"):
+        label_from_source(flat, facts)
+
+
+def test_not_a_source_tree(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a QEMU source tree"):
+        read_source(tmp_path)

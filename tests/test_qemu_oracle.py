@@ -1,0 +1,271 @@
+"""The model against a real QEMU: compat lists, listings, resolved values, errors.
+
+Every test here starts the installed qemu-system-x86_64 (TCG, paused with
+-S; no guest code runs) and compares what it reports with what the model
+says for the imported build of the same version (and the model release of
+that version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from realqemu import qom_get_many, run_many, walk_devices
+
+from machines.build import Build
+from machines.cli import main
+from machines.config import configure
+from machines.options import parse_args
+from machines.qmp import BASE_ARGS, QemuProcess, QemuSession, QmpCommandError
+from machines.registry import get_build
+from machines.resolve import Resolver
+
+pytestmark = pytest.mark.qemu
+
+# Devices added to every machine so that many compat-affected properties exist.
+SAMPLE_DEVICES = (
+    "virtio-net-pci", "e1000", "virtio-balloon-pci", "virtio-rng-pci", "virtio-serial-pci",
+    "virtio-scsi-pci", "vmxnet3", "VGA", "pvpanic", "pvscsi", "qemu-xhci", "usb-kbd",
+    "usb-mouse", "usb-tablet", "virtio-keyboard-pci", "virtio-mouse-pci", "virtio-tablet-pci",
+    "virtio-gpu-pci", "pci-bridge,chassis_nr=1", "e1000e", "secondary-vga", "bochs-display",
+    "nvme,serial=abc", "virtio-rng-pci-transitional",
+)
+
+
+@pytest.fixture(scope="module")
+def live(qemu_binary: str) -> dict[str, Any]:
+    async def query() -> dict[str, Any]:
+        args = ("-machine", "none", "-accel", "tcg", *BASE_ARGS)
+        async with QemuProcess(qemu_binary, args) as process:
+            session = QemuSession(process)
+            version, _ = await session.version()
+            return {"version": version, "machines": await session.machines()}
+
+    return asyncio.run(query())
+
+
+@pytest.fixture(scope="module")
+def build(live: dict[str, Any]) -> Build:
+    if live["version"] != "10.0.2":
+        pytest.skip(f"the shipped import is of QEMU 10.0.2, this QEMU is {live['version']}")
+    return get_build("10.0.2")
+
+
+def _pc(machines: list[dict[str, Any]]) -> dict[str, list[tuple[str, str, str]]]:
+    return {str(m["name"]): [(p["qom-type"], p["property"], p["value"])
+                             for p in m.get("compat-props", [])]
+            for m in machines if str(m["name"]).startswith(("pc-i440fx-", "pc-q35-"))}
+
+
+def test_compat_props_equal_query_machines_for_every_pc_type(live: dict[str, Any],
+                                                             build: Build) -> None:
+    theirs = _pc(live["machines"])
+    assert len(theirs) == 61 and "pc-q35-4.0.1" in theirs
+    for release in (build, get_build("10.0")):
+        ours = {n: [(cp.driver, cp.property, cp.value) for cp in m.compat_props()]
+                for n, m in release.machines.items() if m.family}
+        assert set(ours) == set(theirs), release
+        for name, entries in theirs.items():
+            assert ours[name] == entries, f"{release.name} {name}: compat_props differ"
+
+
+def test_listing_equals_machine_help(qemu_binary: str, build: Build) -> None:
+    real = subprocess.run([qemu_binary, "-machine", "help"], capture_output=True, text=True,
+                          check=True).stdout
+    assert build.help_text() == real
+    assert get_build("10.0").help_text() == real
+
+
+def _ioapic_job(name: str, extra: Sequence[str]) -> tuple[list[str], Any]:
+    path = "/machine/q35/ioapic" if name.startswith("pc-q35") else "/machine/i440fx/ioapic"
+
+    async def body(session: QemuSession) -> Any:
+        return await session.qom_get(path, "version")
+
+    return ["-machine", name, *extra], body
+
+
+@pytest.mark.parametrize("extra", [(), ("-global", "ioapic.version=0x11"),
+                                   ("-global", "ioapic.version=0x20")],
+                         ids=["compat", "0x11", "0x20"])
+def test_ioapic_version_for_every_pc_type(qemu_binary: str, build: Build,
+                                          extra: tuple[str, ...]) -> None:
+    from machines.i386.ioapic import ioapic
+
+    names = sorted(n for n, m in build.machines.items() if m.family)
+    got = run_many(qemu_binary, [_ioapic_job(n, extra) for n in names])
+    wrong = []
+    for name, value in zip(names, got, strict=True):
+        config = configure(build, parse_args(["-machine", name, "-accel", "tcg", *extra]))
+        ours = ioapic(Resolver(config))
+        if ours.version != value:
+            wrong.append((name, ours.version, value))
+    assert not wrong
+    if not extra:  # the compat entry really flips it: 0x11 up to 2.7, 0x20 after
+        assert {v for n, v in zip(names, got, strict=True) if n.endswith("-2.7")} == {0x11}
+        assert {v for n, v in zip(names, got, strict=True) if n.endswith("-2.8")} == {0x20}
+
+
+def _affected(build: Build) -> dict[str, set[str]]:
+    drivers: dict[str, set[str]] = {}
+    for machine in build.machines.values():
+        for cp in machine.compat_props():
+            drivers.setdefault(cp.property, set()).add(cp.driver)
+    return drivers
+
+
+def _sample_body(build: Build) -> Any:
+    qom = build.qom
+    affected = _affected(build)
+
+    def props_of(typename: str) -> list[str]:
+        out = []
+        for prop in qom.properties(typename):
+            owner = qom.property_owner(typename, prop)
+            chain = set(qom.ancestry(typename)) | set(qom.ancestry(owner))
+            if chain & affected.get(prop, set()):
+                out.append(prop)
+        return out
+
+    async def body(session: QemuSession) -> list[tuple[str, str, Any]]:
+        items = [(path, t, p) for path, t in await walk_devices(session)
+                 if t in qom and qom.is_a(t, "device") for p in props_of(t)]
+        values = await qom_get_many(session, [(path, p) for path, _, p in items])
+        return [(t, p, values[(path, p)]) for path, t, p in items]
+
+    return body
+
+
+def _compare(build: Build, runs: list[tuple[list[str], list[tuple[str, str, Any]]]]
+             ) -> tuple[set[tuple[str, str]], set[tuple[str, str]], list[Any]]:
+    compared: set[tuple[str, str]] = set()
+    at_realize: set[tuple[str, str]] = set()
+    wrong = []
+    for args, rows in runs:
+        resolver = Resolver(configure(build, parse_args([*args, "-accel", "tcg"])))
+        for typename, prop, value in rows:
+            assert not isinstance(value, QmpCommandError), (args, typename, prop, value)
+            ours = resolver.resolve(typename, prop)
+            if ours.decided_at_realize:
+                at_realize.add((typename, prop))
+                continue
+            compared.add((typename, prop))
+            if ours.value != value:
+                wrong.append((args, typename, prop, value, ours.value, ours.source.describe()))
+    return compared, at_realize, wrong
+
+
+def test_compat_affected_properties_equal_qom_get(qemu_binary: str, build: Build,
+                                                  record_property: Any) -> None:
+    names = sorted(n for n, m in build.machines.items() if m.family)
+    devices = [a for d in SAMPLE_DEVICES for a in ("-device", d)]
+    jobs = [(["-machine", n, *devices], _sample_body(build)) for n in names]
+    results = run_many(qemu_binary, jobs)
+    runs = [(j[0][:2], r) for j, r in zip(jobs, results, strict=True)]
+    compared, at_realize, wrong = _compare(build, runs)
+    record_property("compared_properties", len(compared))
+    record_property("decided_at_realize", sorted(at_realize))
+    assert not wrong
+    assert len(compared) >= 200
+    kinds = {t for t, _ in compared}
+    for typename in ("qemu64-x86_64-cpu", "ICH9-LPC", "PIIX4_PM", "virtio-net-pci", "e1000"):
+        assert typename in kinds
+
+
+def test_cpu_model_compat_properties_equal_qom_get(qemu_binary: str, build: Build) -> None:
+    qom = build.qom
+    models = sorted({cp.driver for m in build.machines.values() for cp in m.compat_props()
+                     if cp.driver.endswith("-x86_64-cpu") and cp.driver in qom
+                     and cp.driver not in qom.abstract and cp.driver != "host-x86_64-cpu"})
+    assert len(models) >= 15
+    machines = ["pc-i440fx-2.4", "pc-q35-2.11", "pc-q35-3.1", "pc-i440fx-4.2", "pc-q35-10.0"]
+    jobs = [(["-machine", m, "-cpu", model.removesuffix("-x86_64-cpu")], _sample_body(build))
+            for model in models for m in machines]
+    results = run_many(qemu_binary, jobs)
+    runs = [(j[0][:4], r) for j, r in zip(jobs, results, strict=True)]
+    compared, _, wrong = _compare(build, runs)
+    assert not wrong
+    assert {t for t, _ in compared} >= set(models)
+
+
+BAD_OPTIONS = [
+    ["-machine", "q35,foo"],
+    ["-machine", "q35,foo=bar"],
+    ["-machine", "q35,,x"],
+    ["-machine", "=q35"],
+    ["-accel", "tcg,seoib-policy=auto"],
+    ["-accel", "kvm,kernel-irqchip=maybe"],
+    ["-machine", "q35,kernel-irqchip=bogus", "-accel", "kvm"],
+    ["-machine", "q35", "-global", "ioapic.version=0x30"],
+    ["-machine", "q35", "-global", "ioapic.version=300"],
+    ["-machine", "q35", "-global", "ioapic.version=08"],
+    ["-machine", "q35", "-global", "ioapic.bogus=1"],
+    ["-global", "driver=ioapic,property=version"],
+    ["-machine", "q35", "-cpu", "qemu64,+bogus"],
+    ["-machine", "q35", "-cpu", "nosuch"],
+    ["-machine", "q35", "-cpu", "qemu64,foo=bar"],
+    ["-machine", "q35", "-global", "isa-pcspk.migrate=maybe"],
+    ["-machine", "q35,accel=kvm", "-accel", "tcg"],
+    ["-bogus"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_OPTIONS, ids=[" ".join(a) for a in BAD_OPTIONS])
+def test_bad_options_fail_with_qemus_own_words(qemu_binary: str, build: Build,
+                                               args: list[str], capsys: Any) -> None:
+    extra = [] if any(a.startswith("-accel") or "accel=" in a for a in args) else ["-accel", "tcg"]
+    real = subprocess.run([qemu_binary, *args, *extra, "-S", *BASE_ARGS], capture_output=True,
+                          text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert real.returncode != 0
+    qemu_says = real.stderr.strip().splitlines()[0].split(": ", 1)[1]
+    assert main(["resolve", "--release", "10.0.2", *args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err == f"machines: {qemu_says}\n"
+
+
+def test_unknown_global_driver_only_warns_like_qemu(build: Build, capsys: Any) -> None:
+    assert main(["resolve", "--release", "10.0.2", "-M", "q35", "-global", "bogus.x=1"]) == 0
+    assert "global bogus.x has invalid class name" in capsys.readouterr().out
+
+
+@pytest.mark.kvm
+def test_split_irqchip_default_only_for_pc_q35_4_0(qemu_binary: str, build: Build,
+                                                   real_kvm: object) -> None:
+    """Under KVM the IOAPIC type shows the machine's default irqchip mode."""
+    names = sorted(n for n, m in build.machines.items() if m.family)
+
+    async def body(session: QemuSession) -> str:
+        for path in ("/machine/q35", "/machine/i440fx"):
+            try:
+                children = await session.qom_list(path)
+            except QmpCommandError:
+                continue
+            return next(str(c["type"]) for c in children if c["name"] == "ioapic")
+        raise AssertionError("no ioapic")
+
+    async def all_of() -> list[str]:
+        out = []
+        for name in names:
+            args = ["-machine", name, "-accel", "kvm", "-S", *BASE_ARGS]
+            async with QemuProcess(qemu_binary, args) as process:
+                out.append(await body(QemuSession(process)))
+        return out
+
+    got = asyncio.run(all_of())
+    for name, kind in zip(names, got, strict=True):
+        split = build.machines[name].default_kernel_irqchip_split
+        assert kind == ("child<ioapic>" if split else "child<kvm-ioapic>"), name
+    assert [n for n, k in zip(names, got, strict=True) if k == "child<ioapic>"] == ["pc-q35-4.0"]
+
+
+def test_qom_get_sample_helper_sees_devices(qemu_binary: str) -> None:
+    async def body(session: QemuSession) -> Any:
+        return await walk_devices(session)
+
+    found = run_many(qemu_binary, [(["-machine", "pc-q35-10.0", "-device", "e1000"], body)])[0]
+    assert any(t == "e1000" for _, t in found)
+    assert all(path.startswith("/machine/") for path, _ in found)
