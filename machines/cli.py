@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from machines.errors import MachinesError, UsageError
 
@@ -57,7 +57,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _split_resolve_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """Our --options apart from QEMU's -options (``--`` ends ours)."""
-    ours_with_value = {"--device", "--release", "--build", "--cmdline", "--kernel", "-o"}
+    ours_with_value = {"--device", "--release", "--build", "--cmdline", "--kernel",
+                       "--stream-state", "-o"}
     ours_flags = {"--json", "-h", "--help"}
     ours: list[str] = []
     qemu: list[str] = []
@@ -100,10 +101,78 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     resolver.accel()  # unknown or bad -accel properties fail here, as in QEMU
     pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
     devices = {t: resolver.device(t) for t in args.device}
+    decisions = _seoib_decisions(resolver, args)
     if args.json:
-        report.print_json(report.resolve_json(resolver, devices, pic))
+        report.print_json(report.resolve_json(resolver, devices, pic, decisions))
     else:
         sys.stdout.write(report.resolve_text(resolver, devices, pic))
+        sys.stdout.write(report.seoib_text(decisions))
+    refused = [d for d in decisions if d.refused]
+    if refused:
+        also = [d.kernel for d in refused[1:]]
+        extra = f" (also refused under {', '.join(also)})" if also else ""
+        print(f"machines: QEMU would refuse to power on (kernel {refused[0].kernel}): "
+              f"{refused[0].error}{extra}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _seoib_decisions(resolver: Any, args: argparse.Namespace) -> list[Any]:
+    """The SEOIB decision for each kernel the configuration is judged on."""
+    from machines.i386.seoib import SeoibState, decide, inputs_from
+
+    stream = None
+    if args.stream_state is not None:
+        if args.stream_state.lower() not in ("none", "absent"):
+            try:
+                stream = SeoibState.parse(args.stream_state)
+            except KeyError:
+                raise UsageError(f"--stream-state {args.stream_state}: expected QUIRKED, "
+                                 "RESPECTED, NOT_ADVERTISED or none") from None
+        if resolver.config.options.incoming is None and resolver.config.options.loadvm is None:
+            raise UsageError("--stream-state describes an -incoming or -loadvm stream; "
+                             "give one of those options")
+    inputs = inputs_from(resolver, stream)
+    uses_kernel = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
+    if not uses_kernel:
+        from machines.i386.seoib import KernelCaps
+
+        return [decide(inputs, KernelCaps("(not used)", False, False))]
+    from machines.kernels import caps, kernel_profiles
+
+    return [decide(inputs, caps(p)) for p in kernel_profiles(args.kernel)]
+
+
+def _cmd_loadvm_check(args: argparse.Namespace) -> int:
+    from machines import report
+    from machines.i386.seoib import SeoibState, check_restore
+    from machines.kernels import caps, kernel_profiles
+
+    try:
+        current, snapshot = SeoibState.parse(args.current), SeoibState.parse(args.snapshot)
+    except KeyError as err:
+        raise UsageError(f"unknown SEOIB state {err}; expected QUIRKED, RESPECTED or "
+                         "NOT_ADVERTISED") from None
+    results = [(p.name, check_restore(current, snapshot, caps(p), args.irqchip))
+               for p in kernel_profiles(args.kernel)]
+    if args.json:
+        report.print_json({
+            "schema": "machines/loadvm-check/v1",
+            "current": current.name, "snapshot": snapshot.name,
+            "kernels": {name: {"allowed": r.allowed, "x2apic_api_flags": r.flags,
+                               "reason": r.reason, "fix": r.fix} for name, r in results},
+        })
+    else:
+        for name, r in results:
+            verdict = "allowed" if r.allowed else "refused"
+            print(f"{current.name} -> {snapshot.name} on kernel {name}: {verdict}: {r.reason}")
+            if r.fix:
+                print(f"  fix: {r.fix}")
+    refused = [(n, r) for n, r in results if not r.allowed]
+    if refused:
+        name, r = refused[0]
+        print(f"machines: snapshot restore refused (kernel {name}): {r.reason}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -169,13 +238,30 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resolve", help="effective properties of a QEMU configuration",
                        usage="machines resolve [--device TYPE]... [--json] [--release R] "
+                             "[--kernel PROFILE] [--stream-state STATE] "
                              "[--cmdline 'qemu-system-x86_64 ...'] [--] [QEMU ARGS...]")
     p.add_argument("--device", action="append", default=[], metavar="TYPE",
                    help="QOM type whose properties to resolve (repeatable)")
     _add_release(p)
     p.add_argument("--cmdline", help="a whole pasted QEMU command line (e.g. from libvirt's log)")
+    p.add_argument("--kernel", metavar="PROFILE",
+                   help="kernel for the SEOIB decision: 'host', a shipped profile name, or a "
+                        "file from 'machines probe -o' (default: host, else every shipped one)")
+    p.add_argument("--stream-state", metavar="STATE",
+                   help="with -incoming/-loadvm: the stream's x86-seoib-state "
+                        "(QUIRKED, RESPECTED, NOT_ADVERTISED, or none)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_resolve)
+
+    p = sub.add_parser("loadvm-check",
+                       help="can a running VM restore a snapshot with this SEOIB state?")
+    p.add_argument("--current", required=True, metavar="STATE",
+                   help="the VM's current state: QUIRKED, RESPECTED or NOT_ADVERTISED")
+    p.add_argument("--snapshot", required=True, metavar="STATE", help="the snapshot's state")
+    p.add_argument("--kernel", metavar="PROFILE")
+    p.add_argument("--irqchip", choices=("on", "split"), default="split")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_loadvm_check)
 
     p = sub.add_parser("compare", help="what differs between machine types")
     p.add_argument("names", nargs="*", metavar="MACHINE")

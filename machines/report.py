@@ -10,9 +10,7 @@ import csv
 import io
 import json
 import sys
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from machines.values import format_value
 
@@ -20,6 +18,7 @@ if TYPE_CHECKING:  # keep 'machines list' from importing the resolver
     from machines.build import Build
     from machines.compare import CompareTable
     from machines.i386.ioapic import Ioapic
+    from machines.i386.seoib import SeoibDecision
     from machines.machine import MachineType
     from machines.resolve import Resolved, Resolver
 
@@ -115,7 +114,8 @@ def _resolved_json(r: Resolved) -> dict[str, Any]:
 
 
 def resolve_json(resolver: Resolver, devices: dict[str, dict[str, Resolved]],
-                 ioapic: Ioapic | None) -> dict[str, Any]:
+                 ioapic: Ioapic | None, seoib: list[SeoibDecision] | None = None
+                 ) -> dict[str, Any]:
     config = resolver.config
     irqchip = resolver.kernel_irqchip()
     return {
@@ -137,6 +137,9 @@ def resolve_json(resolver: Resolver, devices: dict[str, dict[str, Resolved]],
         "incoming": config.options.incoming,
         "loadvm": config.options.loadvm,
         "warnings": list(config.warnings),
+        "seoib": seoib_json(seoib[0]) if seoib else None,
+        "seoib_by_kernel": {d.kernel: seoib_json(d) for d in seoib or []},
+        "error": next((d.error for d in seoib or [] if d.error), None),
     }
 
 
@@ -164,6 +167,49 @@ def resolve_text(resolver: Resolver, devices: dict[str, dict[str, Resolved]],
             note = (f" (QEMU decides at realize; {format_value(r.realized)} on a plain machine)"
                     if r.realized is not None else "")
             out.write(f"  {name:<{width}}  {value:<12} {r.source.describe()}{note}\n")
+    return out.getvalue()
+
+
+def seoib_json(d: SeoibDecision) -> dict[str, Any]:
+    return {
+        "kernel": d.kernel,
+        "policy": d.policy,
+        "policy_source": d.policy_source.to_json() if d.policy_source else None,
+        "state": d.state.name if d.state is not None else None,
+        "deferred": d.deferred,
+        "x2apic_api_flags": d.flags,
+        "guest": {"lvr_directed_eoi": d.lvr_directed_eoi,
+                  "eoi_broadcast_suppressed": d.eoi_broadcast_suppressed},
+        "migration_section": d.migration_section,
+        "warnings": list(d.warnings),
+        "trace": [{"rule": s.rule, "message": s.message} for s in d.trace],
+        "error": d.error,
+    }
+
+
+def seoib_text(decisions: list[SeoibDecision]) -> str:
+    out = io.StringIO()
+    for d in decisions:
+        state = d.state.name if d.state is not None else "none (no KVM LAPIC)"
+        if d.error:
+            state = "REFUSED"
+        out.write(f"\nSEOIB on kernel {d.kernel}: {state}\n")
+        if d.policy is not None and d.policy_source is not None:
+            out.write(f"  policy:            {d.policy} ({d.policy_source.describe()})\n")
+        out.write(f"  x2APIC API flags:  {d.flags:#x}\n")
+        out.write(f"  guest:             LVR directed-EOI bit "
+                  f"{'set' if d.lvr_directed_eoi else 'clear'}; EOI broadcast "
+                  f"{'suppressed' if d.eoi_broadcast_suppressed else 'not suppressed'}\n")
+        out.write(f"  migration stream:  "
+                  f"{'carries x86-seoib-state' if d.migration_section else 'no x86-seoib-state'}"
+                  "\n")
+        for warning in d.warnings:
+            out.write(f"  warning:           {warning}\n")
+        if d.error:
+            out.write(f"  error:             {d.error}\n")
+        out.write("  trace:\n")
+        for i, step in enumerate(d.trace, 1):
+            out.write(f"    {i}. [{step.rule}] {step.message}\n")
     return out.getvalue()
 
 

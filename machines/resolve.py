@@ -134,6 +134,15 @@ class Resolver:
                     yield value, Source("cpu", f"-cpu {cpu.text}", driver=self.config.cpu_type,
                                         text=value)
 
+    def _accel_instance_defaults(self, owner: str) -> dict[str, tuple[str, str]]:
+        """What the accelerator's CPU instance_init sets before any global."""
+        if self.config.kvm and self.qom.is_a(owner, "x86_64-cpu"):
+            from machines.i386.cpu import kvm_instance_defaults
+
+            irqchip = self.kernel_irqchip()
+            return kvm_instance_defaults(owner, str(irqchip.value) if irqchip else None)
+        return {}
+
     def _matching_compat(self, owner: str, prop: str, ancestry: set[str]) -> list[CompatProp]:
         return [cp for cp in self._compat if cp.property == prop and cp.driver in ancestry
                 and not (cp.prop.optional and prop not in self.qom.properties(owner))]
@@ -163,6 +172,11 @@ class Resolver:
         history: list[Source] = []
         value: Value | None = info.default if info.has_default else None
         source = _default_source(info) if info.has_default else Source("unset", "no default")
+        accel_default = self._accel_instance_defaults(owner).get(prop)
+        if accel_default is not None:
+            history.append(source)
+            value = _parse(info.type, accel_default[0], prop)
+            source = Source("accel-default", accel_default[1], text=accel_default[0])
         owners = [owner] if owner == typename else [owner, typename]
         for obj in owners:
             for text, step in self._steps(obj, prop):
@@ -179,6 +193,16 @@ class Resolver:
                     parsed = _parse(info.type, text, prop)
                     history.append(source)
                     value, source = parsed, Source("accel", self._accel_text(), text=text)
+        cpu = self.config.options.cpu
+        if cpu is not None and typename == self.config.cpu_type:
+            # +feat/-feat are applied when the CPU is realized, over everything
+            # else ("-x2apic,x2apic=on" leaves x2apic off); minus goes last.
+            for flags, flag_value in ((cpu.plus, True), (cpu.minus, False)):
+                if prop in {f.replace("_", "-") for f in flags}:
+                    history.append(source)
+                    value = flag_value
+                    source = Source("cpu", f"-cpu {cpu.text}", driver=typename,
+                                    text=("+" if flag_value else "-") + prop)
         forced = forced_at_realize(self.qom, typename, prop)
         if forced is not None:
             history.append(source)

@@ -18,8 +18,8 @@ from machines.errors import DataError
 
 T = TypeVar("T")
 _SCHEMA = re.compile(r"^machines/([a-z0-9-]+)/v(\d+)$")
-_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer",
-               bool: "a boolean", float: "a number"}
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+               int: "an integer", float: "a number"}  # bool before int: True is an int
 
 
 def load_json(path: str | Path, what: str) -> Any:

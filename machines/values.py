@@ -32,6 +32,7 @@ _ENUMS: Final[dict[str, tuple[str, ...]]] = {
     "OnOffSplit": ("on", "off", "split"),
     "on|off|split": ("on", "off", "split"),
     "LostTickPolicy": ("discard", "delay", "slew"),
+    "SeoibPolicy": ("auto", "quirked", "respected", "not-advertised"),
 }
 
 TRUE_WORDS: Final = ("on", "yes", "true", "y")

@@ -122,3 +122,74 @@ def test_module_entry_point_and_no_traceback() -> None:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_resolve_seoib_json_shape(capsys: Any) -> None:
+    code, out, _ = run(capsys, "resolve", "-M", "pc-q35-10.2", "-accel",
+                       "kvm,kernel-irqchip=split", "--kernel", "linux-7.0", "--json")
+    doc = json.loads(out)
+    seoib = doc["seoib"]
+    assert code == 0 and doc["error"] is None
+    assert seoib["state"] == "RESPECTED" and seoib["x2apic_api_flags"] == 4
+    assert seoib["policy"] == "auto" and seoib["policy_source"]["source"] == "default"
+    assert seoib["guest"] == {"lvr_directed_eoi": True, "eoi_broadcast_suppressed": True}
+    assert seoib["migration_section"] is True
+    assert [s["rule"] for s in seoib["trace"]][:3] == ["policy", "kvm-lapic", "auto"]
+    assert list(doc["seoib_by_kernel"]) == ["linux-7.0"]
+
+
+def test_resolve_refused_exits_1_with_json_and_one_line(capsys: Any) -> None:
+    code, out, err = run(capsys, "resolve", "-M", "pc-q35-10.2", "-accel",
+                         "kvm,kernel-irqchip=split,seoib-policy=respected", "--kernel",
+                         "linux-6.12", "--json")
+    doc = json.loads(out)
+    assert code == 1
+    assert "lacks KVM_X2APIC_API ENABLE_SUPPRESS_EOI_BROADCAST" in doc["error"]
+    assert doc["seoib"]["state"] is None
+    assert err.count("\n") == 1 and "QEMU would refuse to power on" in err
+
+
+def test_resolve_stream_state_needs_incoming(capsys: Any) -> None:
+    code, _, err = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
+                       "--stream-state", "RESPECTED", "--kernel", "linux-7.0")
+    assert code == 2 and "-incoming" in err
+    code, out, _ = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
+                       "-incoming", "defer", "--stream-state", "RESPECTED", "--kernel",
+                       "linux-6.12", "--json")
+    assert code == 1 and "cannot load the stream" in json.loads(out)["error"]
+
+
+def test_resolve_without_kvm_lapic_needs_no_kernel(capsys: Any) -> None:
+    code, out, _ = run(capsys, "resolve", "-M", "q35", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["seoib"]["state"] is None
+    assert doc["seoib"]["guest"]["lvr_directed_eoi"] is False
+
+
+def test_resolve_judges_every_shipped_kernel_without_one(capsys: Any,
+                                                          monkeypatch: Any) -> None:
+    monkeypatch.setattr("machines.kernels.host_usable", lambda device="/dev/kvm": False)
+    _code, out, _ = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
+                       "--json")
+    states = {k: v["state"] for k, v in json.loads(out)["seoib_by_kernel"].items()}
+    assert states == {"linux-6.12": "QUIRKED", "linux-6.18.y-seoib": "RESPECTED",
+                      "linux-7.0": "RESPECTED"}
+
+
+def test_unknown_kernel_profile(capsys: Any) -> None:
+    code, _, err = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
+                       "--kernel", "linux-2.6")
+    assert code == 2 and "unknown kernel profile 'linux-2.6'" in err
+
+
+def test_loadvm_check(capsys: Any) -> None:
+    code, out, err = run(capsys, "loadvm-check", "--current", "RESPECTED", "--snapshot",
+                         "QUIRKED", "--kernel", "linux-7.0")
+    assert code == 1 and "fix: restart QEMU with -loadvm" in out
+    assert err.startswith("machines: snapshot restore refused")
+    code, out, _ = run(capsys, "loadvm-check", "--current", "RESPECTED", "--snapshot",
+                       "not-advertised", "--kernel", "linux-7.0", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["kernels"]["linux-7.0"]["x2apic_api_flags"] == 8
+    code, _, err = run(capsys, "loadvm-check", "--current", "HAPPY", "--snapshot", "QUIRKED")
+    assert code == 2 and "unknown SEOIB state" in err

@@ -97,7 +97,7 @@ def test_unknown_fields_are_ignored(doc: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("path", "value", "named"), [
     (("x2apic_api", "system"), "15", "x2apic_api.system must be an integer, not a string"),
     (("supports", "split_irqchip"), 1, "supports.split_irqchip must be a boolean"),
-    (("kvm_api_version",), True, "kvm_api_version must be an integer"),
+    (("kvm_api_version",), True, "kvm_api_version must be an integer, not a boolean"),
     (("conformance",), {}, "conformance must be a list"),
     (("conformance", 2, "outcome", "errno"), 22, "conformance[2].outcome.errno must be a string"),
     (("conformance", 0, "outcome", "lvr_directed_eoi"), 1,
