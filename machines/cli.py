@@ -55,10 +55,16 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split_resolve_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+_OURS_WITH_VALUE = {
+    "resolve": {"--device", "--release", "--build", "--cmdline", "--kernel", "--stream-state"},
+    "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--cmdline",
+                  "--libvirt", "--qmp", "--source-state"},
+}
+
+
+def _split_qemu_args(command: str, argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """Our --options apart from QEMU's -options (``--`` ends ours)."""
-    ours_with_value = {"--device", "--release", "--build", "--cmdline", "--kernel",
-                       "--stream-state", "-o"}
+    ours_with_value = _OURS_WITH_VALUE[command]
     ours_flags = {"--json", "-h", "--help"}
     ours: list[str] = []
     qemu: list[str] = []
@@ -141,6 +147,109 @@ def _seoib_decisions(resolver: Any, args: argparse.Namespace) -> list[Any]:
     from machines.kernels import caps, kernel_profiles
 
     return [decide(inputs, caps(p)) for p in kernel_profiles(args.kernel)]
+
+
+def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[Any, Any, str]:
+    """(QEMU options, source host profile, how the VM was described)."""
+    from machines.hostprofile import from_spec
+    from machines.options import parse_args, split_command_line
+
+    given = [n for n, v in (("--cmdline", args.cmdline), ("--libvirt", args.libvirt),
+                            ("--qmp", args.qmp)) if v is not None] + (["QEMU arguments"]
+                                                                     if qemu_args else [])
+    if len(given) > 1:
+        raise UsageError(f"describe the source VM once, not with {' and '.join(given)}")
+    if args.source_host is not None and args.release is not None:
+        raise UsageError("--source-host names the source QEMU already; drop --release")
+    binary = None
+    described = "QEMU arguments"
+    release = args.release
+    if args.cmdline is not None:
+        binary, qemu_args = split_command_line(args.cmdline)
+        described = "a pasted command line"
+    elif args.libvirt is not None:
+        from machines.libvirt import read_domain
+
+        binary, qemu_args = read_domain(args.libvirt)
+        described = f"libvirt domain {args.libvirt}"
+    elif args.qmp is not None:
+        from machines.live import read_live
+        from machines.registry import IMPORTED
+
+        live = read_live(args.qmp)
+        qemu_args = list(live.args)
+        described = f"the running QEMU {live.version} at {args.qmp}"
+        if release is None and args.source_host is None:
+            if live.version not in IMPORTED:
+                raise UsageError(f"no build data for QEMU {live.version}: import it "
+                                 "('machines import --qemu BINARY -o FILE') and pass "
+                                 "--release FILE")
+            release = live.version
+    source_host = from_spec(args.source_host) if args.source_host else None
+    return parse_args(qemu_args, binary), (source_host, release), described
+
+
+def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
+    from machines import report
+    from machines.config import configure
+    from machines.hostprofile import HostProfile, from_spec
+    from machines.i386.seoib import SeoibState, decide, inputs_from
+    from machines.kernels import caps, kernel_profile
+    from machines.options import parse_args
+    from machines.preflight import exit_code, judge_all, source_from
+    from machines.registry import get_build
+    from machines.resolve import Resolver
+
+    if not args.dest:
+        raise UsageError("give at least one --dest HOST")
+    opts, (source_host, release), described = _preflight_source(args, qemu_args)
+    build = source_host.build if source_host else get_build(release)
+    config = configure(build, opts)
+    resolver = Resolver(config)
+    resolver.accel()
+    dests = [from_spec(d) for d in args.dest]
+    dest_args = None
+    if args.dest_args is not None:
+        import shlex
+
+        dest_args = parse_args(shlex.split(args.dest_args))
+    running = args.qmp is not None or args.source_state is not None
+    inputs = inputs_from(resolver, None)
+    kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
+    kernel = None
+    if kvm_lapic:
+        kernel = source_host.kernel if source_host else kernel_profile("host")
+    decision = None
+    if args.source_state is not None:
+        try:
+            state: SeoibState | None = SeoibState.parse(args.source_state)
+        except KeyError:
+            raise UsageError(f"--source-state {args.source_state}: expected QUIRKED, "
+                             "RESPECTED or NOT_ADVERTISED") from None
+        origin = "given (--source-state)"
+    elif not kvm_lapic:
+        state, origin = None, "no KVM LAPIC"
+    elif running and not build.seoib_aware:
+        state, origin = SeoibState.QUIRKED, f"running on QEMU {build.name}, which never sets it"
+    elif running:
+        raise UsageError(f"QEMU {build.name} does not report the running VM's SEOIB state; "
+                         "give --source-state")
+    else:
+        assert kernel is not None
+        decision = decide(inputs, caps(kernel))
+        if decision.refused:
+            raise UsageError(f"the source VM would not power on (kernel {kernel.name}): "
+                             f"{decision.error}")
+        state, origin = decision.state, f"power-on on kernel {kernel.name}"
+    source = source_from(config, state, origin, decision)
+    host: HostProfile | None = source_host
+    results = judge_all(source, dests, dest_args)
+    doc = report.preflight_json(source, host, kernel, described, results)
+    if args.json:
+        report.print_json(doc)
+    else:
+        sys.stdout.write(report.preflight_text(doc))
+    return exit_code(results)
 
 
 def _cmd_loadvm_check(args: argparse.Namespace) -> int:
@@ -253,6 +362,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_resolve)
 
+    p = sub.add_parser("preflight", help="can this VM migrate to those hosts?",
+                       usage="machines preflight --dest HOST [--dest HOST]... [--json] "
+                             "[--source-host HOST] [--release R] [--dest-args 'ARGS'] "
+                             "[--source-state STATE] [--cmdline LINE | --libvirt XML | "
+                             "--qmp SOCKET | [--] QEMU ARGS...]")
+    p.add_argument("--dest", action="append", default=[], metavar="HOST",
+                   help="destination: a host-profile file or KERNEL/QEMU, e.g. linux-6.12/10.2 "
+                        "(repeatable)")
+    p.add_argument("--dest-args", metavar="ARGS",
+                   help="the destination's QEMU arguments, when they differ from the source's")
+    p.add_argument("--source-host", metavar="HOST",
+                   help="the source host (default: this host's kernel and --release)")
+    _add_release(p)
+    p.add_argument("--cmdline", help="the source VM as a pasted QEMU command line")
+    p.add_argument("--libvirt", metavar="XML", help="the source VM as a libvirt domain XML")
+    p.add_argument("--qmp", metavar="SOCKET", help="the source VM running, by its QMP socket")
+    p.add_argument("--source-state", metavar="STATE",
+                   help="the running VM's SEOIB state (QUIRKED, RESPECTED, NOT_ADVERTISED)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_preflight)
+
     p = sub.add_parser("loadvm-check",
                        help="can a running VM restore a snapshot with this SEOIB state?")
     p.add_argument("--current", required=True, metavar="STATE",
@@ -294,15 +424,15 @@ def _run(argv: list[str]) -> int:
         return probe.main(argv[1:])
     parser = _parser()
     qemu_args: list[str] = []
-    if argv and argv[0] == "resolve":
-        ours, qemu_args = _split_resolve_args(argv[1:])
-        argv = ["resolve", *ours]
+    if argv and argv[0] in _OURS_WITH_VALUE:
+        ours, qemu_args = _split_qemu_args(argv[0], argv[1:])
+        argv = [argv[0], *ours]
     args = parser.parse_args(argv)
     func: Callable[..., int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 2
-    if args.command == "resolve":
+    if args.command in _OURS_WITH_VALUE:
         return func(args, qemu_args)
     return func(args)
 

@@ -41,18 +41,48 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"the KVM device to probe (default {DEFAULT_PATH})")
     source.add_argument("--simulate", metavar="NAME",
                         help="probe a simulated kernel instead: " + ", ".join(kernel_names()))
+    p.add_argument("--qemu", metavar="BINARY",
+                   help="also ask this QEMU binary over QMP what it knows; the output is then "
+                        "a host profile (kernel + QEMU) for 'machines preflight'")
+    p.add_argument("--name", help="the host's name in a host profile (default: this hostname)")
     return p
 
 
 def main(argv: list[str], *, ops: KvmOps = LIBC_OPS) -> int:
     args = _parser().parse_args(argv)
     profile = _probe(args, ops)
+    if args.qemu:
+        return _host_profile(args, profile)
     if args.output:
         atomic_write_json(args.output, profile.to_json())
     if args.json:
         print(json.dumps(profile.to_json(), indent=1))
     elif not args.output:
         print(render(profile, source=args.simulate or args.device))
+    return 0
+
+
+def _host_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
+    """Kernel profile plus what the QEMU binary says: a host profile."""
+    import socket
+
+    from machines.compat.importer import import_build
+    from machines.hostprofile import host_profile_json
+
+    imported = import_build(args.qemu, command=["machines", "probe", "--qemu", args.qemu])
+    doc = host_profile_json(args.name or socket.gethostname(), kernel, {"import": imported})
+    if args.output:
+        atomic_write_json(args.output, doc)
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    elif not args.output:
+        print(render(kernel, source=args.simulate or args.device))
+    if not args.json:
+        aware = "seoib-policy" in imported["qom"]["properties"].get("kvm-accel", {})
+        print(f"QEMU         {imported['qemu']['version']} ({args.qemu}): "
+              f"{len(imported['machines'])} machine types; seoib-policy: "
+              f"{'yes' if aware else 'no (never sets the SEOIB flags)'}"
+              + (f"\nhost profile {doc['name']} -> {args.output}" if args.output else ""))
     return 0
 
 

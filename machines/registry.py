@@ -50,7 +50,11 @@ def get_build(name: str | None = None) -> Build:
 
 @cache
 def _load_import(path: str) -> dict[str, Any]:
-    doc = load_json(path, "QEMU build data")
+    return check_import(load_json(path, "QEMU build data"), path)
+
+
+def check_import(doc: Any, path: str) -> dict[str, Any]:
+    """Validate a ``machines import`` document (``path`` names it in messages)."""
     check_schema(doc, *BUILD_SCHEMA, where=path)
     for key, kind in (("qemu", dict), ("listing", list), ("tables", dict), ("machines", dict),
                       ("qom", dict)):
@@ -86,16 +90,22 @@ def _tables_from(doc: dict[str, Any]) -> dict[str, CompatTable]:
 @cache
 def _imported_build(path: str) -> Build:
     doc = _load_import(path)
-    version = doc["qemu"]["version"]
-    name = version if Path(path).parent == DATA else path
+    return build_from_import(doc, doc["qemu"]["version"] if Path(path).parent == DATA else path)
+
+
+def build_from_import(doc: dict[str, Any], name: str) -> Build:
+    """A Build from a validated import document (a file, or one embedded in a host profile)."""
+    version = str(doc["qemu"]["version"])
     from machines.i386.pc import FAMILIES
+
 
     machines = imported_machines(name, doc, _tables_from(doc),
                                  {f.prefix: f.family for f in FAMILIES})
     qom_props = doc["qom"].get("properties", {})
     seoib = "seoib-policy" in qom_props.get("kvm-accel", {})
+    numbers = tuple(int(x) for x in version.split(".") if x.isdigit())
     return Build(
-        name, tuple(int(x) for x in version.split(".")), "imported", machines,
+        name, numbers, "imported", machines,
         [row["name"] for row in doc["listing"]], lambda: _qom_from(doc),
         package=doc["qemu"].get("package", ""), seoib_aware=seoib,
         accel_compat={k: [GlobalProperty(*e) for e in v]

@@ -15,11 +15,15 @@ from typing import TYPE_CHECKING, Any
 from machines.values import format_value
 
 if TYPE_CHECKING:  # keep 'machines list' from importing the resolver
+    from kvmglue.profile import KernelProfile
     from machines.build import Build
     from machines.compare import CompareTable
+    from machines.hostprofile import HostProfile
     from machines.i386.ioapic import Ioapic
     from machines.i386.seoib import SeoibDecision
     from machines.machine import MachineType
+    from machines.preflight import Destination
+    from machines.preflight import Source as PreflightSource
     from machines.resolve import Resolved, Resolver
 
 
@@ -210,6 +214,59 @@ def seoib_text(decisions: list[SeoibDecision]) -> str:
         out.write("  trace:\n")
         for i, step in enumerate(d.trace, 1):
             out.write(f"    {i}. [{step.rule}] {step.message}\n")
+    return out.getvalue()
+
+
+def preflight_json(source: PreflightSource, host: HostProfile | None,
+                   kernel: KernelProfile | None, described: str,
+                   results: list[Destination]) -> dict[str, Any]:
+    config = source.config
+    return {
+        "schema": "machines/preflight/v1",
+        "source": {
+            "described_by": described,
+            "host": host.name if host else "this host",
+            "qemu": config.build.name,
+            "kernel": kernel.name if kernel else None,
+            "machine": source.machine,
+            "machine_as_given": config.machine_as_given,
+            "accel": config.accel,
+            "kernel_irqchip": source.kernel_irqchip,
+            "ioapic": None if source.ioapic is None else {
+                "type": source.ioapic.type, "version": source.ioapic.version},
+            "seoib": {"state": source.state.name if source.state else None,
+                      "origin": source.state_origin,
+                      "migration_section": bool(source.state and source.state.value
+                                                and config.build.seoib_aware)},
+        },
+        "destinations": [
+            {"host": r.host, "verdict": r.verdict,
+             "reasons": [{"code": x.code, "severity": x.severity, "message": x.message,
+                          "fix": x.fix} for x in r.reasons]}
+            for r in results
+        ],
+    }
+
+
+def preflight_text(doc: dict[str, Any]) -> str:
+    out = io.StringIO()
+    src = doc["source"]
+    given = (f" (configured as '{src['machine_as_given']}')"
+             if src["machine_as_given"] not in (None, src["machine"]) else "")
+    state = src["seoib"]["state"] or "none (no KVM LAPIC)"
+    out.write(f"source: {src['machine']}{given} on QEMU {src['qemu']}, {src['host']}"
+              f"{', kernel ' + src['kernel'] if src['kernel'] else ''}\n")
+    out.write(f"        SEOIB {state} ({src['seoib']['origin']})")
+    if src["kernel_irqchip"]:
+        out.write(f", kernel-irqchip={src['kernel_irqchip']}")
+    if src["ioapic"]:
+        out.write(f", IOAPIC {src['ioapic']['version']:#x}")
+    out.write("\n")
+    for dest in doc["destinations"]:
+        out.write(f"\n{dest['host']}: {dest['verdict'].upper()}\n")
+        for r in dest["reasons"]:
+            out.write(f"  [{r['severity']}] {r['code']}: {r['message']}\n")
+            out.write(f"      fix: {r['fix']}\n")
     return out.getvalue()
 
 

@@ -80,6 +80,7 @@ def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dic
         },
         "tables": tables,
         "properties": new_props,
+        "behaviours": [dict(b) for b in properties.get("behaviours", [])],
         "designs": design.get("designs", {}),
     }
 

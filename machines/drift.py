@@ -1,0 +1,119 @@
+"""Compat drift: one machine type, two QEMU builds, different effective values.
+
+Migration needs the destination to build the same virtual hardware.  The
+machine type is the promise; compat properties keep it when defaults
+change.  Drift is a broken promise: a property both builds have, which the
+same machine type resolves to different values in each.
+
+What is compared is effective values, not compat lists: a newer QEMU
+legitimately carries entries for properties an older one never had, and
+those are no drift.  Where a build has no property but a fixed behaviour
+that the property later preserves (``x-arch-cap-always-on`` before QEMU
+10.1.2), the behaviour counts as its value: that is how a point release can
+break migration of an unchanged machine type.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+
+from machines.build import Build
+from machines.errors import PropertyError
+from machines.machine import MachineType
+from machines.values import Value, parse_value
+
+SOURCES = Path(__file__).parent / "compat" / "data" / "model.json"
+
+
+@frozen
+class Effective:
+    value: Value
+    origin: str  # "pc_compat_10_0[2]", "default", "behaviour of QEMU 10.1.0 (no property)"
+
+
+@frozen
+class DriftItem:
+    driver: str
+    property: str
+    source: Effective
+    destination: Effective
+
+    def describe(self, source_name: str, dest_name: str) -> str:
+        return (f"{self.driver}.{self.property}: {self.source.value!r} on {source_name} "
+                f"({self.source.origin}) but {self.destination.value!r} on {dest_name} "
+                f"({self.destination.origin})")
+
+
+@cache
+def _model() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(SOURCES.read_text())
+    return doc
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split("."))
+
+
+def behaviour(build: Build, driver: str, prop: str) -> Effective | None:
+    """The fixed behaviour of ``build`` where it has no such property."""
+    version = (*build.version, 0, 0)[:3]
+    for fact in _model().get("behaviours", []):
+        if (fact["type"], fact["property"]) == (driver, prop) and \
+                _version(fact["from"]) <= version <= _version(fact["to"]):
+            return Effective(fact["value"], f"behaviour of QEMU {build.version_text}, which has "
+                                            "no such property")
+    return None
+
+
+def _typed(build: Build, driver: str, prop: str, text: str) -> Value:
+    info = build.qom.find_property(driver, prop) if driver in build.qom else None
+    if info is None:
+        return text
+    try:
+        return parse_value(info.type, text, prop)
+    except PropertyError:
+        return text
+
+
+def effective(build: Build, machine: type[MachineType], driver: str, prop: str
+              ) -> Effective | None:
+    """``driver.prop`` as ``machine`` gets it from ``build``; None where it does not exist."""
+    last = None
+    for cp in machine.compat_props():
+        if (cp.driver, cp.property) == (driver, prop):
+            last = cp
+    info = build.qom.find_property(driver, prop) if driver in build.qom else None
+    if last is not None and info is not None:
+        return Effective(_typed(build, driver, prop, last.value), f"{last.table}[{last.index}]")
+    if info is not None:
+        return Effective(info.default, "default") if info.default is not None else None
+    return behaviour(build, driver, prop)
+
+
+def _keys(build: Build, machine: type[MachineType]) -> list[tuple[str, str]]:
+    keys = [(cp.driver, cp.property) for cp in machine.compat_props()]
+    keys += [(p["type"], p["property"]) for p in _model().get("properties", [])]
+    keys += [(b["type"], b["property"]) for b in _model().get("behaviours", [])]
+    return keys
+
+
+def compat_drift(machine_name: str, source: Build, destination: Build) -> list[DriftItem]:
+    """Properties whose effective value for ``machine_name`` differs between the builds."""
+    src = source.machines[machine_name]
+    dst = destination.machines[machine_name]
+    seen: set[tuple[str, str]] = set()
+    items = []
+    for key in _keys(source, src) + _keys(destination, dst):
+        if key in seen:
+            continue
+        seen.add(key)
+        a = effective(source, src, *key)
+        b = effective(destination, dst, *key)
+        if a is not None and b is not None and a.value != b.value:
+            items.append(DriftItem(key[0], key[1], a, b))
+    return sorted(items, key=lambda i: (i.driver, i.property))

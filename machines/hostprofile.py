@@ -1,0 +1,88 @@
+"""Host profiles: a kernel profile plus the QEMU build a host runs.
+
+A host profile is what pre-flight judges a destination by.  Its JSON form::
+
+    {"schema": "machines/host-profile/v1",
+     "name": "host-a",
+     "kernel": { ...a machines/kernel-profile/v1 document... },
+     "qemu": {"release": "10.2"}            (a build this tool ships)
+          or {"import": { ...a machines/qemu-build/v1 document... }}}
+
+``machines probe --qemu BINARY -o FILE`` writes one for this host.  On the
+command line a host is such a file, or a pair of shipped names
+``KERNEL/QEMU`` (``linux-6.12/10.2``), where KERNEL may be ``host`` (probe
+this machine now).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+
+from kvmglue.profile import KernelProfile, shipped_names
+from machines.build import Build
+from machines.errors import DataError, UsageError
+from machines.fileio import atomic_write_json
+from machines.registry import build_from_import, build_names, check_import, get_build
+from machines.schema import check_schema, get, load_json
+
+SCHEMA = "machines/host-profile/v1"
+
+
+@frozen
+class HostProfile:
+    name: str
+    kernel: KernelProfile
+    build: Build
+    qemu: dict[str, Any]  # the "qemu" member as written, for saving
+
+
+def host_profile_json(name: str, kernel: KernelProfile, qemu: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "name": name, "kernel": kernel.to_json(), "qemu": qemu}
+
+
+def save(profile: HostProfile, path: str | os.PathLike[str]) -> None:
+    atomic_write_json(path, host_profile_json(profile.name, profile.kernel, profile.qemu))
+
+
+def from_json(doc: Any, where: str) -> HostProfile:
+    check_schema(doc, "host-profile", 1, where)
+    name = get(doc, "name", str, where)
+    kernel = KernelProfile.from_json(get(doc, "kernel", dict, where), f"{where}: kernel")
+    qemu = get(doc, "qemu", dict, where)
+    if "release" in qemu:
+        release = get(qemu, "release", str, where)
+        if release not in build_names():
+            raise DataError(f"{where}: field qemu.release names an unknown build {release!r}")
+        build = get_build(release)
+    elif "import" in qemu:
+        imported = check_import(get(qemu, "import", dict, where), f"{where}: qemu.import")
+        build = build_from_import(imported, str(imported["qemu"]["version"]))
+    else:
+        raise DataError(f"{where}: field qemu needs 'release' or 'import'")
+    return HostProfile(name, kernel, build, qemu)
+
+
+def load(path: str | os.PathLike[str]) -> HostProfile:
+    return from_json(load_json(Path(path), "host profile"), str(path))
+
+
+def from_spec(spec: str) -> HostProfile:
+    """``--dest``/``--source-host``: a host-profile file or ``KERNEL/QEMU``."""
+    from machines.kernels import kernel_profile
+
+    if Path(spec).is_file():
+        return load(spec)
+    kernel_name, sep, release = spec.rpartition("/")
+    if not sep or not kernel_name or not release:
+        raise UsageError(f"host '{spec}': give a host-profile file or KERNEL/QEMU such as "
+                         f"linux-6.12/10.2 (kernels: host, {', '.join(shipped_names())}; "
+                         f"QEMU: {', '.join(build_names())})")
+    if release not in build_names():
+        raise UsageError(f"host '{spec}': unknown QEMU build '{release}' "
+                         f"(known: {', '.join(build_names())})")
+    return HostProfile(spec, kernel_profile(kernel_name), get_build(release),
+                       {"release": release})

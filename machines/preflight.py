@@ -1,0 +1,223 @@
+"""Migration pre-flight: can this VM move to that host?  A verdict, the reasons, the fix.
+
+Every rule is here, each with a stable code, a severity and a fix:
+
+============================  =========  ===================================================
+code                          severity   when
+============================  =========  ===================================================
+machine-type-unknown          blocked    the destination QEMU does not register the type
+machine-type-deprecated       warning    the destination marks the type deprecated
+alias-not-pinned              warning    the VM was configured with ``pc``/``q35``
+destination-config-invalid    blocked    the destination QEMU would reject the configuration
+seoib-section-unsupported     blocked    state is not QUIRKED and the destination QEMU cannot
+                                         load ``x86-seoib-state``
+seoib-kernel-api-missing      blocked    the destination kernel lacks the flag the state needs
+seoib-irqchip-mismatch        blocked    state is not QUIRKED and the destination does not
+                                         run a split irqchip
+ioapic-version-mismatch       blocked    the destination would build another IOAPIC
+compat-drift                  blocked    the machine type resolves a property differently
+============================  =========  ===================================================
+
+The destination runs the source's configuration unless ``dest_args`` says
+otherwise (as a libvirt destination XML can), with the machine type pinned to
+the canonical name the source resolved and ``-incoming``.  Its
+``seoib-policy`` is left out: an incoming VM takes its state from the stream.
+Everything here is pure; the CLI gathers profiles and prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attrs import evolve, frozen
+
+from machines.config import VmConfig, configure
+from machines.drift import compat_drift
+from machines.errors import MachinesError
+from machines.hostprofile import HostProfile
+from machines.i386.ioapic import Ioapic, ioapic
+from machines.i386.seoib import SECTION, KernelCaps, SeoibDecision, SeoibState
+from machines.options import AccelOption, QemuOptions
+from machines.registry import known_elsewhere
+from machines.resolve import Resolver
+
+BLOCKED, WARNING = "blocked", "warning"
+QUIRKED_FIX = ("power the VM on with -accel kvm,seoib-policy=quirked (it takes a restart) to keep "
+               "it movable to hosts without SEOIB support")
+
+
+@frozen
+class Reason:
+    code: str
+    severity: str
+    message: str
+    fix: str
+
+
+@frozen
+class Source:
+    """What the source VM is, as the destinations are judged against it."""
+
+    config: VmConfig
+    machine: str
+    state: SeoibState | None  # None: no KVM LAPIC
+    state_origin: str  # "power-on on KERNEL", "running", "stream"...
+    kernel_irqchip: str | None
+    ioapic: Ioapic | None
+    decision: SeoibDecision | None = None
+
+
+@frozen
+class Destination:
+    host: str
+    verdict: str  # ok | warn | blocked
+    reasons: tuple[Reason, ...]
+
+
+def source_from(config: VmConfig, state: SeoibState | None, state_origin: str,
+                decision: SeoibDecision | None = None) -> Source:
+    resolver = Resolver(config)
+    irqchip = resolver.kernel_irqchip()
+    pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
+    return Source(config, config.machine.name, state, state_origin,
+                  str(irqchip.value) if irqchip else None, pic, decision)
+
+
+def _verdict(host: str, reasons: list[Reason]) -> Destination:
+    if any(r.severity == BLOCKED for r in reasons):
+        verdict = "blocked"
+    elif reasons:
+        verdict = "warn"
+    else:
+        verdict = "ok"
+    return Destination(host, verdict, tuple(reasons))
+
+
+def destination_options(source: Source, dest_args: QemuOptions | None) -> QemuOptions:
+    """The destination's configuration: pinned machine type, -incoming, no seoib-policy."""
+    opts = dest_args if dest_args is not None else source.config.options
+    machine = dict(opts.machine)
+    machine["type"] = source.machine  # a migration needs the very same machine type
+    accels = tuple(AccelOption(a.name, tuple(p for p in a.props if p[0] != "seoib-policy"),
+                               a.text) for a in opts.accels)
+    globals_ = tuple(g for g in opts.globals
+                     if (g.driver, g.property) != ("kvm-accel", "seoib-policy"))
+    return evolve(opts, machine=tuple(machine.items()), accels=accels, globals=globals_,
+                  incoming="defer", loadvm=None)
+
+
+def judge(source: Source, dest: HostProfile, dest_args: QemuOptions | None = None
+          ) -> Destination:
+    """One destination's verdict, with every reason that applies."""
+    reasons: list[Reason] = []
+    build = dest.build
+    config = source.config
+    if config.alias_used:
+        reasons.append(Reason(
+            "alias-not-pinned", WARNING,
+            f"the VM was configured with '{config.machine_as_given}', which QEMU "
+            f"{config.build.name} resolved to {source.machine}; another QEMU resolves it to "
+            "its own newest type",
+            f"use '{source.machine}' in the VM's definition so that every host builds the "
+            "same machine"))
+    machine = build.find(source.machine)
+    if machine is None:
+        note = known_elsewhere(source.machine)
+        close = [m.name for m in build.registered() if m.family == config.machine.family]
+        from machines.naming import closest_names
+
+        nearest = closest_names(source.machine, close, 1)
+        reasons.append(Reason(
+            "machine-type-unknown", BLOCKED,
+            f"QEMU {build.name} on {dest.name} does not know {source.machine}"
+            + (f" ({note})" if note else "")
+            + (f"; its closest is {nearest[0]}" if nearest else ""),
+            "keep the VM on hosts whose QEMU has this machine type, or move it to a type the "
+            "destination knows with a cold restart" + (f" (e.g. {nearest[0]})" if nearest else "")))
+        return _verdict(dest.name, reasons)
+    if machine.deprecated:
+        reasons.append(Reason(
+            "machine-type-deprecated", WARNING,
+            f"QEMU {build.name} marks {machine.name} deprecated (machine types are withdrawn "
+            "6 years after their release)",
+            "plan a move to a newer machine type at the VM's next cold restart"))
+    try:
+        dest_config = configure(build, destination_options(source, dest_args))
+        dest_resolver = Resolver(dest_config)
+        dest_resolver.accel()
+        dest_ioapic = ioapic(dest_resolver) if machine.family in ("pc_q35", "pc_piix") else None
+    except MachinesError as err:
+        reasons.append(Reason(
+            "destination-config-invalid", BLOCKED,
+            f"QEMU {build.name} on {dest.name} would refuse the configuration: {err}",
+            "fix the destination's configuration (--dest-args) so that its QEMU accepts it"))
+        return _verdict(dest.name, reasons)
+    irqchip = dest_resolver.kernel_irqchip()
+    dest_irqchip = str(irqchip.value) if irqchip else None
+    reasons += _seoib(source, dest, build.seoib_aware, dest_irqchip)
+    if source.ioapic and dest_ioapic and (source.ioapic.version, source.ioapic.type) != \
+            (dest_ioapic.version, dest_ioapic.type):
+        reasons.append(Reason(
+            "ioapic-version-mismatch", BLOCKED,
+            f"the source's IOAPIC is {source.ioapic.type} version {source.ioapic.version:#x}, "
+            f"the destination would build {dest_ioapic.type} version {dest_ioapic.version:#x}",
+            "configure the destination like the source: same kernel-irqchip mode and "
+            f"-global ioapic.version={source.ioapic.version:#x}"))
+    drift = compat_drift(machine.name, config.build, build)
+    if drift:
+        lacking = [d for d in drift if d.destination.origin.startswith("behaviour")]
+        fix = ("migrate to a QEMU build that resolves this machine type the same way"
+               + (f" (QEMU {build.name} has no property for "
+                  f"{', '.join(d.property for d in lacking)}: a later point release does)"
+                  if lacking else ", or pin the listed properties on the destination with "
+                  "-global to the source's values"))
+        reasons.append(Reason(
+            "compat-drift", BLOCKED,
+            f"{machine.name} differs between QEMU {config.build.name} and QEMU {build.name}: "
+            + "; ".join(d.describe(config.build.name, build.name) for d in drift), fix))
+    return _verdict(dest.name, reasons)
+
+
+def _seoib(source: Source, dest: HostProfile, aware: bool, irqchip: str | None) -> list[Reason]:
+    state = source.state
+    if state is None or state is SeoibState.QUIRKED:
+        return []
+    reasons = []
+    if not aware:
+        reasons.append(Reason(
+            "seoib-section-unsupported", BLOCKED,
+            f"the VM's SEOIB state is {state.name}, so its stream carries {SECTION}, which "
+            f"QEMU {dest.build.name} on {dest.name} cannot load",
+            f"{QUIRKED_FIX}, or upgrade the destination to a QEMU with seoib-policy"))
+    caps = KernelCaps(dest.kernel.name, dest.kernel.has_enable_flag, dest.kernel.has_disable_flag)
+    if not caps.has(state.flag):
+        reasons.append(Reason(
+            "seoib-kernel-api-missing", BLOCKED,
+            f"the VM's SEOIB state is {state.name}, which needs KVM_X2APIC_API "
+            f"{state.flag_name}; kernel {dest.kernel.name} ({dest.kernel.kernel_release}) on "
+            f"{dest.name} lacks it",
+            f"{QUIRKED_FIX}, or choose a destination whose kernel has the SEOIB API "
+            "(Linux 7.0, 6.18.y, 6.19.y)"))
+    if irqchip != "split":
+        reasons.append(Reason(
+            "seoib-irqchip-mismatch", BLOCKED,
+            f"the VM's SEOIB state is {state.name}, which needs a split irqchip, but the "
+            "destination would run "
+            + ("without KVM" if irqchip is None else f"kernel-irqchip={irqchip}"),
+            "configure the destination with kernel-irqchip=split (libvirt: "
+            "<ioapic driver='qemu'/>), as the source"))
+    return reasons
+
+
+def judge_all(source: Source, destinations: Sequence[HostProfile],
+              dest_args: QemuOptions | None = None) -> list[Destination]:
+    return [judge(source, d, dest_args) for d in destinations]
+
+
+def exit_code(results: Sequence[Destination]) -> int:
+    """nova-manage style: 0 all ok, 1 warnings only, 3 something blocked."""
+    if any(r.verdict == "blocked" for r in results):
+        return 3
+    if any(r.verdict == "warn" for r in results):
+        return 1
+    return 0

@@ -1,0 +1,321 @@
+"""Migration pre-flight: each rule, positive and negative; sources of every kind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmglue.profile import shipped
+from machines.cli import main
+from machines.config import configure
+from machines.errors import DataError
+from machines.hostprofile import HostProfile, from_spec
+from machines.i386.seoib import SeoibState
+from machines.libvirt import parse_domain, read_domain
+from machines.options import parse_args
+from machines.preflight import Destination, exit_code, judge, source_from
+from machines.registry import get_build
+
+FIXTURES = Path(__file__).parent / "fixtures" / "libvirt"
+R, Q, N = SeoibState.RESPECTED, SeoibState.QUIRKED, SeoibState.NOT_ADVERTISED
+
+
+def verdict(args: str, dest: str, state: SeoibState | None = R, release: str = "10.2",
+            dest_args: str | None = None) -> Destination:
+    config = configure(get_build(release), parse_args(args.split()))
+    source = source_from(config, state, "test")
+    return judge(source, from_spec(dest), parse_args(dest_args.split()) if dest_args else None)
+
+
+def codes(d: Destination) -> list[str]:
+    return [r.code for r in d.reasons]
+
+
+SPLIT = "-accel kvm,kernel-irqchip=split"
+
+
+def test_machine_type_unknown() -> None:
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.0.2", state=Q)
+    assert codes(d) == ["machine-type-unknown"] and d.verdict == "blocked"
+    assert "closest is pc-q35-10.0" in d.reasons[0].message
+    d = verdict(f"-M pc-q35-5.0 {SPLIT}", "linux-7.0/10.2", state=Q, release="10.0")
+    assert "machine-type-unknown" not in codes(d)
+
+
+def test_machine_type_unknown_says_when_it_was_removed() -> None:
+    d = verdict(f"-M pc-q35-4.1 {SPLIT}", "linux-7.0/10.2", state=Q, release="10.0")
+    assert codes(d) == ["machine-type-unknown"]
+    assert "not available since QEMU 10.1" in d.reasons[0].message
+
+
+def test_machine_type_deprecated() -> None:
+    d = verdict(f"-M pc-q35-7.2 {SPLIT}", "linux-7.0/10.2", state=Q)
+    assert codes(d) == ["machine-type-deprecated"] and d.verdict == "warn"
+    d = verdict(f"-M pc-q35-7.2 {SPLIT}", "linux-7.0/10.1", state=Q, release="10.1")
+    assert "machine-type-deprecated" not in codes(d)
+
+
+def test_alias_not_pinned() -> None:
+    d = verdict(f"-M q35 {SPLIT}", "linux-7.0/10.2", state=Q)
+    assert codes(d) == ["alias-not-pinned"] and "pc-q35-10.2" in d.reasons[0].fix
+    assert codes(verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2", state=Q)) == []
+
+
+def test_seoib_section_unsupported() -> None:
+    d = verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/10.0.2", state=R)
+    assert codes(d) == ["seoib-section-unsupported"]
+    assert "seoib-policy=quirked" in d.reasons[0].fix
+    assert codes(verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/10.0.2", state=Q)) == []
+
+
+def test_seoib_kernel_api_missing() -> None:
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.12/10.2", state=R)
+    assert codes(d) == ["seoib-kernel-api-missing"]
+    assert "restart" in d.reasons[0].fix
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.12/10.2", state=N)
+    assert "DISABLE_SUPPRESS_EOI_BROADCAST" in d.reasons[0].message
+    assert codes(verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.18.y-seoib/10.2", state=R)) == []
+
+
+def test_seoib_irqchip_mismatch() -> None:
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2", state=N,
+                dest_args="-accel kvm -global ioapic.version=0x11")
+    assert "seoib-irqchip-mismatch" in codes(d)
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2", state=N,
+                dest_args=f"{SPLIT}")
+    assert "seoib-irqchip-mismatch" not in codes(d)
+
+
+def test_ioapic_version_mismatch() -> None:
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2", state=Q,
+                dest_args=f"{SPLIT} -global ioapic.version=0x11")
+    assert codes(d) == ["ioapic-version-mismatch"]
+    assert "0x20" in d.reasons[0].message and "0x11" in d.reasons[0].message
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2", state=Q, dest_args="-accel kvm")
+    assert codes(d) == ["ioapic-version-mismatch"]  # ioapic 0x20 vs KVM's kvm-ioapic 0x11
+    assert codes(verdict(f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x11",
+                         "linux-7.0/10.2", state=Q)) == []
+
+
+def test_compat_drift_point_release() -> None:
+    d = verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/10.1.2", state=Q, release="10.1")
+    assert codes(d) == ["compat-drift"]
+    message = d.reasons[0].message
+    assert "x86_64-cpu.x-arch-cap-always-on" in message
+    assert "x86_64-cpu.x-pdcm-on-even-without-pmu" in message
+    assert "pc_compat_10_0[2]" in message
+    assert codes(verdict(f"-M pc-q35-10.1 {SPLIT}", "linux-7.0/10.1.2", state=Q,
+                         release="10.1")) == []
+    assert codes(verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/10.2", state=Q,
+                         release="10.0.2")) == []
+
+
+def test_destination_config_invalid() -> None:
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2", state=Q,
+                dest_args=f"{SPLIT} -global ioapic.version=0x13")
+    assert codes(d) == ["destination-config-invalid"]
+
+
+def test_destination_drops_seoib_policy_the_stream_decides() -> None:
+    d = verdict(f"-M pc-q35-10.0 {SPLIT},seoib-policy=quirked", "linux-6.12/10.0.2", state=Q)
+    assert codes(d) == []
+
+
+def test_exit_codes() -> None:
+    ok = Destination("a", "ok", ())
+    warn = Destination("b", "warn", ())
+    blocked = Destination("c", "blocked", ())
+    assert exit_code([ok]) == 0 and exit_code([ok, warn]) == 1
+    assert exit_code([warn, blocked]) == 3
+
+
+def test_host_spec_errors() -> None:
+    from machines.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"unknown QEMU build '9\.1'"):
+        from_spec("linux-7.0/9.1")
+    with pytest.raises(UsageError, match=r"unknown kernel profile 'linux-3\.10'"):
+        from_spec("linux-3.10/10.2")
+    with pytest.raises(UsageError, match="KERNEL/QEMU"):
+        from_spec("nonsense")
+
+
+# -- libvirt
+
+
+def test_libvirt_domain_mapping() -> None:
+    binary, args = read_domain(FIXTURES / "respected-by-global.xml")
+    assert binary == "/usr/bin/qemu-system-x86_64"
+    assert args == ["-machine", "pc-q35-10.0", "-accel", "kvm,kernel-irqchip=split",
+                    "-cpu", "Skylake-Server,-x2apic,+pcid",
+                    "-global", "kvm-accel.seoib-policy=respected"]
+
+
+@pytest.mark.parametrize("xml", [
+    '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+    "<domain type='kvm'><name>&b;</name></domain>",
+    '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    "<domain type='kvm'><name>&x;</name></domain>",
+    '<?xml version="1.0"?><!DOCTYPE d SYSTEM "http://example.invalid/d.dtd">'
+    "<domain type='kvm'/>",
+])
+def test_libvirt_hostile_xml_is_refused(xml: str) -> None:
+    with pytest.raises(DataError, match="refused"):
+        parse_domain(xml)
+
+
+@pytest.mark.parametrize(("xml", "message"), [
+    ("<domain type='kvm'><os>", "not well-formed"),
+    ("<network/>", "not <domain>"),
+    ("<domain type='xen'/>", "not a QEMU/KVM domain"),
+    ("<domain type='kvm'><features><ioapic driver='x'/></features></domain>", "ioapic"),
+])
+def test_libvirt_bad_documents(xml: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        parse_domain(xml)
+
+
+def _run(capsys: Any, *argv: str) -> tuple[int, dict[str, Any]]:
+    code = main(list(argv))
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def _reasons(doc: dict[str, Any]) -> dict[str, list[str]]:
+    return {d["host"]: [r["code"] for r in d["reasons"]] for d in doc["destinations"]}
+
+
+def test_libvirt_source_gives_the_verdict_of_its_command_line(capsys: Any) -> None:
+    dests = ["--dest", "linux-7.0/10.0.2", "--dest", "linux-6.12/10.2",
+             "--source-host", "linux-7.0/10.2", "--json"]
+    code_xml, from_xml = _run(capsys, "preflight", "--libvirt",
+                              str(FIXTURES / "respected-by-global.xml"), *dests)
+    _, args = read_domain(FIXTURES / "respected-by-global.xml")
+    code_args, from_args = _run(capsys, "preflight", *dests, "--", *args)
+    assert code_xml == code_args == 3
+    assert from_xml["destinations"] == from_args["destinations"]
+    assert _reasons(from_xml) == {"linux-7.0/10.0.2": ["seoib-section-unsupported"],
+                                  "linux-6.12/10.2": ["seoib-kernel-api-missing"]}
+    code, doc = _run(capsys, "preflight", "--libvirt", str(FIXTURES / "win11-split.xml"),
+                     "--dest", "linux-7.0/10.2", "--source-host", "linux-7.0/10.2", "--json")
+    assert code == 0 and doc["source"]["seoib"]["state"] == "RESPECTED"
+
+
+def test_cli_json_shape_and_one_line_errors(capsys: Any) -> None:
+    code, doc = _run(capsys, "preflight", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
+                     "--source-host", "linux-7.0/10.2", "--dest", "linux-7.0/10.2", "--json")
+    assert code == 1 and doc["schema"] == "machines/preflight/v1"
+    dest = doc["destinations"][0]
+    assert dest["verdict"] == "warn"
+    assert set(dest["reasons"][0]) == {"code", "severity", "message", "fix"}
+    assert doc["source"]["machine"] == "pc-q35-10.2"
+    for argv, needle in [
+        (["preflight", "-M", "q35"], "at least one --dest"),
+        (["preflight", "--dest", "bogus", "-M", "q35"], "KERNEL/QEMU"),
+        (["preflight", "--dest", "linux-7.0/10.2", "--cmdline", "qemu-system-x86_64",
+          "-M", "q35"], "describe the source VM once"),
+        (["preflight", "--dest", "linux-7.0/10.2", "--source-host", "linux-7.0/10.2",
+          "-M", "q35", "-accel", "kvm,kernel-irqchip=split,seoib-policy=respected",
+          "-global", "ioapic.version=0x11"], "would not power on"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err
+
+
+# -- end to end on this machine: real kernel as source, real QEMU 10.0.2 as a destination
+
+
+@pytest.fixture(scope="module")
+def real_host(qemu_binary: str, real_kvm: Any, tmp_path_factory: Any) -> Path:
+    path = tmp_path_factory.mktemp("hosts") / "here.json"
+    assert main(["probe", "--qemu", qemu_binary, "--name", "here", "-o", str(path)]) == 0
+    return path
+
+
+@pytest.mark.qemu
+@pytest.mark.kvm
+def test_end_to_end_with_the_real_kernel_and_qemu(real_host: Path, capsys: Any) -> None:
+    here = str(real_host)
+    capsys.readouterr()
+    old_kernel = "linux-6.12/10.2"
+    # pc-q35-10.2 with a split irqchip, powered on here: RESPECTED (this kernel has the API).
+    code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.2", "-accel",
+                     "kvm,kernel-irqchip=split", "--dest", old_kernel, "--dest", here, "--json")
+    assert doc["source"]["kernel"] == "host" and doc["source"]["seoib"]["state"] == "RESPECTED"
+    assert code == 3
+    assert _reasons(doc) == {old_kernel: ["seoib-kernel-api-missing"],
+                             "here": ["machine-type-unknown"]}
+    # pc-q35-10.0 opted in with seoib-policy=respected: only the section blocks QEMU 10.0.2.
+    code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.0", "-accel",
+                     "kvm,kernel-irqchip=split,seoib-policy=respected", "--dest", here, "--json")
+    assert code == 3 and _reasons(doc) == {"here": ["seoib-section-unsupported"]}
+    # The same VMs with seoib-policy=quirked pass towards hosts that know their machine type...
+    code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.0", "-accel",
+                     "kvm,kernel-irqchip=split,seoib-policy=quirked", "--dest", here,
+                     "--dest", old_kernel, "--json")
+    assert code == 0 and _reasons(doc) == {"here": [], old_kernel: []}
+    code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.2", "-accel",
+                     "kvm,kernel-irqchip=split,seoib-policy=quirked", "--dest", old_kernel,
+                     "--json")
+    assert code == 0 and _reasons(doc) == {old_kernel: []}
+    # ...and so does any pc-q35-10.1 VM with the default policy (quirked by compat).
+    code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.1", "-accel",
+                     "kvm,kernel-irqchip=split", "--dest", old_kernel, "--json")
+    assert code == 0 and doc["source"]["seoib"]["state"] == "QUIRKED"
+
+
+@pytest.mark.qemu
+def test_live_qmp_source_gives_the_verdict_of_its_command_line(qemu_binary: str,
+                                                               capsys: Any) -> None:
+    from machines.kernels import host_usable
+
+    kvm = host_usable()
+    accel = "kvm,kernel-irqchip=split" if kvm else "tcg"
+    args = ["-machine", "pc-q35-9.2", "-accel", accel, "-cpu", "qemu64"]
+    dests = ["--dest", "linux-7.0/10.2", "--dest", "linux-6.12/10.1",
+             "--source-host", "linux-7.0/10.0.2", "--json"]
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = os.path.join(tmp, "qmp.sock")
+        proc = subprocess.Popen([qemu_binary, *args, "-S", "-nodefaults", "-display", "none",
+                                 "-qmp", f"unix:{sock},server=on,wait=off"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            for _ in range(200):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.025)
+            code_live, live = _run(capsys, "preflight", "--qmp", sock, *dests)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    code_args, from_args = _run(capsys, "preflight", *dests, "--", *args)
+    assert code_live == code_args
+    assert live["destinations"] == from_args["destinations"]
+    assert live["source"]["machine"] == "pc-q35-9.2"
+    assert live["source"]["kernel_irqchip"] == ("split" if kvm else None)
+    assert live["source"]["ioapic"] == {"type": "ioapic", "version": 0x20}
+    assert live["source"]["described_by"].startswith("the running QEMU 10.0.2")
+
+
+def test_host_profile_file_round_trip(tmp_path: Path) -> None:
+    from machines.hostprofile import load, save
+
+    profile = HostProfile("h1", shipped("linux-7.0"), get_build("10.1"), {"release": "10.1"})
+    save(profile, tmp_path / "h1.json")
+    back = load(tmp_path / "h1.json")
+    assert (back.name, back.kernel.name, back.build.name) == ("h1", "linux-7.0", "10.1")
+    doc = json.loads((tmp_path / "h1.json").read_text())
+    doc["schema"] = "machines/host-profile/v2"
+    (tmp_path / "h2.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="newer than this tool"):
+        load(tmp_path / "h2.json")
+
