@@ -30,6 +30,13 @@ def _add_release(p: argparse.ArgumentParser) -> None:
                         "the imported 10.0.2, or a file written by 'machines import'")
 
 
+def _add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colour in text output (auto: only on a terminal)")
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from machines import report
     from machines.registry import get_build
@@ -285,9 +292,49 @@ def _cmd_loadvm_check(args: argparse.Namespace) -> int:
     return 0
 
 
+FORMATS = ("text", "md", "csv", "json", "html")
+
+
+def _emit(args: argparse.Namespace, text: str) -> None:
+    """Print, or write atomically with -o."""
+    if args.output:
+        from machines.fileio import atomic_write
+
+        atomic_write(args.output, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _use_color(args: argparse.Namespace) -> bool:
+    import os
+
+    if args.color == "always":
+        return True
+    if args.color == "never" or args.output or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def _render(args: argparse.Namespace, table: Any, doc: Any) -> str:
+    import json
+
+    from machines import render
+
+    fmt = args.format
+    if fmt == "json":
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "md":
+        return render.to_markdown(table)
+    if fmt == "csv":
+        return render.to_csv(table)
+    if fmt == "html":
+        return render.to_html(table)
+    return render.to_text(table, color=_use_color(args))
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from machines import report
-    from machines.compare import compare_machines
+    from machines.compare import compare_machines, to_table
     from machines.registry import get_build, known_elsewhere
 
     build = get_build(args.release)
@@ -300,11 +347,32 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     machines = [build.lookup(n, known_elsewhere) for n in names]
     table = compare_machines(build, machines, show_all=args.show_all)
     if args.json:
-        report.print_json(report.compare_json(build, table))
+        args.format = "json"
     elif args.csv:
-        sys.stdout.write(report.compare_csv(table))
+        args.format = "csv"
+    _emit(args, _render(args, to_table(build, table), report.compare_json(build, table)))
+    return 0
+
+
+def _cmd_matrix(args: argparse.Namespace) -> int:
+    from kvmglue.profile import shipped, shipped_names
+    from machines import matrix
+    from machines.hostprofile import from_spec
+    from machines.kernels import host_usable, kernel_profile
+    from machines.registry import get_build
+
+    build = get_build(args.release)
+    kernels = [shipped(n) for n in shipped_names()] + [kernel_profile(k) for k in args.kernel]
+    if args.source_kernel:
+        here = kernel_profile(args.source_kernel)
     else:
-        sys.stdout.write(report.compare_text(table))
+        here = kernel_profile("host") if host_usable() else shipped("linux-7.0")
+    dests = [from_spec(d) for d in args.dest]
+    machines = matrix.select(build, args.family, args.since, args.include_removed)
+    if not machines:
+        raise UsageError("no machine type matches the filters")
+    result = matrix.build_matrix(build, kernels, dests, here, machines)
+    _emit(args, _render(args, matrix.to_table(result), matrix.to_json(result)))
     return 0
 
 
@@ -398,10 +466,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every registered versioned type")
     p.add_argument("--show-all", action="store_true", help="also rows that do not differ")
     _add_release(p)
+    _add_output(p)
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true")
-    fmt.add_argument("--csv", action="store_true")
+    fmt.add_argument("--json", action="store_true", help="same as --format json")
+    fmt.add_argument("--csv", action="store_true", help="same as --format csv")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("matrix", help="machine types x kernels x hosts: SEOIB and migration")
+    _add_release(p)
+    p.add_argument("--kernel", action="append", default=[], metavar="PROFILE",
+                   help="a kernel column besides the shipped ones: 'host' or a profile file")
+    p.add_argument("--dest", action="append", default=[], metavar="HOST",
+                   help="a destination column: host-profile file or KERNEL/QEMU (repeatable)")
+    p.add_argument("--source-kernel", metavar="PROFILE",
+                   help="the kernel VMs are powered on with before they migrate (default: "
+                        "this host's, else linux-7.0)")
+    p.add_argument("--family", choices=sorted({"q35", "pc-q35", "i440fx", "pc-i440fx", "pc"}))
+    p.add_argument("--since", metavar="VERSION", help="only machine types of this version on")
+    p.add_argument("--include-removed", action="store_true",
+                   help="also types the build knows but no longer registers")
+    _add_output(p)
+    p.set_defaults(func=_cmd_matrix)
 
     p = sub.add_parser("import", help="read a real QEMU binary into a build data file")
     p.add_argument("--qemu", required=True, metavar="BINARY")

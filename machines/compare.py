@@ -9,6 +9,7 @@ where all values agree are left out unless asked for.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from attrs import frozen
 
@@ -16,6 +17,9 @@ from machines.build import Build
 from machines.compat.tables import CompatProp
 from machines.machine import MachineType
 from machines.values import Value, format_value
+
+if TYPE_CHECKING:
+    from machines.render import Table
 
 
 @frozen
@@ -75,3 +79,23 @@ def _typed(info: object, text: str) -> Value | None:
         return parse_value(info.type, text, info.name)
     except PropertyError:
         return text
+
+
+def to_table(build: Build, table: CompareTable) -> Table:
+    """The comparison as a render.Table (rows where values differ are marked)."""
+    from machines.render import Cell, Table
+
+    rows = []
+    for driver, prop, cells in table.rows:
+        differs = len({c.value if c.value is not None else c.text for c in cells}) > 1
+        rows.append((Cell(driver), Cell(prop), *(
+            Cell(c.text, "differs" if differs else "", c.source) for c in cells)))
+    return Table(
+        title=f"Machine types compared in QEMU {build.name}: {', '.join(table.machines)}",
+        columns=("Driver", "Property", *table.machines),
+        short=("Driver", "Property", *table.machines),
+        rows=tuple(rows),
+        row_ids=tuple(f"{d}.{p}" for d, p, _ in table.rows),
+        legend=(("default", "no compat property sets it: the driver's default"),),
+        inputs=(("QEMU build", f"{build.name} ({build.kind})"),),
+    )

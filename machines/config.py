@@ -69,11 +69,18 @@ def _pick_accel(opts: QemuOptions, warnings: list[str]) -> tuple[str, str]:
     return "tcg", f"default of {program} (tcg:kvm)"
 
 
-def configure(build: Build, opts: QemuOptions) -> VmConfig:
-    """Check ``opts`` against ``build`` the way QEMU would before creating devices."""
+def configure(build: Build, opts: QemuOptions,
+              machine: type[MachineType] | None = None) -> VmConfig:
+    """Check ``opts`` against ``build`` the way QEMU would before creating devices.
+
+    ``machine`` skips the lookup: reports describe types a build knows but no
+    longer registers through it.
+    """
     warnings = list(opts.warnings)
     given = opts.machine_opt("type")
-    if given is None:
+    if machine is not None:
+        given = machine.name
+    elif given is None:
         machine = build.default_machine
         if machine is None:
             raise UsageError(f"QEMU {build.name} has no default machine type; give -machine")

@@ -6,7 +6,6 @@ in later versions, never renamed or removed within one.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import sys
@@ -282,22 +281,3 @@ def compare_json(build: Build, table: CompareTable) -> dict[str, Any]:
             for d, p, cells in table.rows
         ],
     }
-
-
-def compare_csv(table: CompareTable) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["Driver", "Property", *table.machines])
-    for driver, prop, cells in table.rows:
-        writer.writerow([driver, prop, *(c.text for c in cells)])
-    return out.getvalue()
-
-
-def compare_text(table: CompareTable) -> str:
-    header = ["Driver", "Property", *table.machines]
-    rows = [[d, p, *(c.text for c in cells)] for d, p, cells in table.rows]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n"

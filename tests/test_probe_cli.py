@@ -200,8 +200,10 @@ def test_usage_errors() -> None:
         main(["--simulate", "linux-7"])
     with pytest.raises(UsageError, match="not allowed with argument"):
         main(["--simulate", "linux-7.0", "--device", "/dev/kvm"])
-    with pytest.raises(UsageError, match="unrecognized arguments: --qemu") as failed:
+    with pytest.raises(UsageError, match="argument --qemu: expected one argument"):
         main(["--qemu"])
+    with pytest.raises(UsageError, match="unrecognized arguments: --bogus") as failed:
+        main(["--bogus"])
     assert failed.value.exit_code == 2
     assert str(failed.value).startswith("machines probe: ")
 

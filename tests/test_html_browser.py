@@ -1,0 +1,84 @@
+"""The HTML matrix in a real headless Chromium (Debian's chromium + chromium-driver).
+
+Asserts through the DOM that every machine-type row is present and that a
+blocked cell shows its reason, on hover (title) and when expanded; saves a
+screenshot with the test output (test-output/, or MACHINES_TEST_OUTPUT).
+Skips without Chromium unless MACHINES_REQUIRE_CHROMIUM=1 (as .ci/run sets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_reports import MATRIX
+
+from machines.cli import main
+
+CHROMIUM = os.environ.get("MACHINES_CHROMIUM", "/usr/bin/chromium")
+DRIVER = os.environ.get("MACHINES_CHROMEDRIVER", "/usr/bin/chromedriver")
+OUTPUT = Path(os.environ.get("MACHINES_TEST_OUTPUT", Path(__file__).parents[1] / "test-output"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    problem = None
+    if not (shutil.which(CHROMIUM) and shutil.which(DRIVER)):
+        problem = f"needs {CHROMIUM} and {DRIVER} (Debian's chromium, chromium-driver)"
+    else:
+        try:
+            from selenium import webdriver
+        except ImportError:
+            problem = "needs selenium"
+    if problem:
+        if os.environ.get("MACHINES_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(problem + " but MACHINES_REQUIRE_CHROMIUM=1")
+        pytest.skip(problem)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_matrix_page_in_chromium(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    page = tmp_path / "matrix.html"
+    data = tmp_path / "matrix.json"
+    assert main([*MATRIX, "--format", "html", "-o", str(page)]) == 0
+    assert main([*MATRIX, "--format", "json", "-o", str(data)]) == 0
+    expected = [r["machine"] for r in json.loads(data.read_text())["rows"]]
+    browser.get(page.as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "table#matrix tr.row")
+    assert [r.get_attribute("data-row") for r in rows] == expected
+    blocked = browser.find_elements(By.CSS_SELECTOR, 'td[data-status="blocked"]')
+    assert blocked, "the fixed inputs have blocked migrations"
+    cell = blocked[0]
+    assert "seoib-kernel-api-missing" in cell.get_attribute("title")
+    why = cell.find_element(By.CSS_SELECTOR, ".why")
+    assert not why.is_displayed()
+    cell.find_element(By.TAG_NAME, "summary").click()
+    assert why.is_displayed()
+    assert "seoib-kernel-api-missing" in why.text and "fix:" in why.text
+    legend = browser.find_element(By.CSS_SELECTOR, ".legend").text
+    assert "blocked" in legend and "ok" in legend
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shot = OUTPUT / "matrix.png"
+    assert browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000

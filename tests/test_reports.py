@@ -1,0 +1,118 @@
+"""Reports: golden files for every format, and the matrix's contents.
+
+The golden files in tests/golden/ are the reviewed outputs for a fixed input
+set (shipped kernel and host profiles only, so nothing depends on this
+machine).  After an intended change, regenerate them and review the diff:
+
+    MACHINES_REGEN_GOLDEN=1 pytest tests/test_reports.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from machines.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+FORMATS = ("text", "md", "csv", "json", "html")
+MATRIX = ["matrix", "--release", "10.2", "--source-kernel", "linux-7.0", "--since", "9.2",
+          "--dest", "linux-6.12/10.2", "--dest", "linux-7.0/10.0.2", "--dest", "linux-7.0/10.1",
+          "--color", "never"]
+MATRIX_REMOVED = ["matrix", "--release", "10.1", "--source-kernel", "linux-6.12",
+                  "--family", "q35", "--include-removed", "--since", "4.0",
+                  "--dest", "linux-6.12/10.1.2", "--color", "never"]
+COMPARE = ["compare", "pc-q35-9.0", "pc-q35-9.2", "--release", "10.0", "--color", "never"]
+COMPARE_10_2 = ["compare", "pc-q35-10.0", "pc-q35-10.1", "pc-q35-10.2", "--release", "10.2",
+                "--color", "never"]
+CASES = {"matrix": MATRIX, "matrix-removed": MATRIX_REMOVED, "compare": COMPARE,
+         "compare-10.2": COMPARE_10_2}
+SUFFIX = {"text": "txt", "md": "md", "csv": "csv", "json": "json", "html": "html"}
+
+
+def _produce(argv: list[str], fmt: str, tmp_path: Path) -> str:
+    out = tmp_path / f"out.{SUFFIX[fmt]}"
+    assert main([*argv, "--format", fmt, "-o", str(out)]) == 0
+    return out.read_text()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case: str, fmt: str, tmp_path: Path) -> None:
+    produced = _produce(CASES[case], fmt, tmp_path)
+    golden = GOLDEN / f"{case}.{SUFFIX[fmt]}"
+    if os.environ.get("MACHINES_REGEN_GOLDEN") == "1":
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(produced)
+    assert golden.exists(), f"missing {golden}; regenerate with MACHINES_REGEN_GOLDEN=1"
+    assert produced == golden.read_text()
+
+
+def test_text_fits_100_columns_with_4_kernels_and_8_hosts(capsys: Any) -> None:
+    dests = [a for d in ("linux-6.12/10.2", "linux-7.0/10.0.2", "linux-7.0/10.1",
+                         "linux-7.0/10.1.2", "linux-6.12/10.0", "linux-7.0/10.2",
+                         "linux-6.18.y-seoib/10.2", "linux-6.12/10.0.2") for a in ("--dest", d)]
+    kernel = str(Path(__file__).parents[1] / "kvmglue" / "profiles" / "linux-7.0.json")
+    assert main(["matrix", "--kernel", kernel, "--source-kernel", "linux-7.0",
+                 "--include-removed", "--color", "never", *dests]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "D8" in out and "K4" in out
+
+
+def test_colour_only_when_asked_or_on_a_tty(capsys: Any) -> None:
+    assert main(["matrix", "--since", "10.2", "--source-kernel", "linux-7.0"]) == 0
+    assert "\033[" not in capsys.readouterr().out  # captured stdout is not a tty
+    assert main(["matrix", "--since", "10.2", "--source-kernel", "linux-7.0",
+                 "--color", "always"]) == 0
+    assert "\033[32m" in capsys.readouterr().out
+
+
+def test_matrix_json_rows_and_reasons(tmp_path: Path) -> None:
+    doc = json.loads(_produce(MATRIX, "json", tmp_path))
+    assert doc["schema"] == "machines/matrix/v1"
+    rows = {r["machine"]: r for r in doc["rows"]}
+    assert list(rows)[:3] == ["pc-i440fx-10.2", "pc-i440fx-10.1", "pc-i440fx-10.0"]
+    new = rows["pc-q35-10.2"]
+    assert new["seoib_policy"] == {"value": "auto",
+                                   "source": "default: type default (new or changed in QEMU 10.2)"}
+    assert new["states"]["linux-6.12"]["state"] == "QUIRKED"
+    assert new["states"]["linux-7.0"]["state"] == "RESPECTED"
+    assert [r["code"] for r in new["verdicts"]["linux-6.12/10.2"]["reasons"]] == [
+        "seoib-kernel-api-missing"]
+    assert [r["code"] for r in new["verdicts"]["linux-7.0/10.0.2"]["reasons"]] == [
+        "machine-type-unknown"]
+    assert rows["pc-q35-10.1"]["seoib_policy"]["value"] == "quirked"
+    assert rows["pc-q35-10.1"]["verdicts"]["linux-6.12/10.2"]["verdict"] == "ok"
+
+
+def test_matrix_filters_and_removed_types(tmp_path: Path) -> None:
+    doc = json.loads(_produce(MATRIX_REMOVED, "json", tmp_path))
+    names = [r["machine"] for r in doc["rows"]]
+    assert all(n.startswith("pc-q35-") for n in names)
+    gone = [r for r in doc["rows"] if not r["registered"]]
+    assert {r["machine"] for r in gone} == {"pc-q35-4.1", "pc-q35-4.0.1", "pc-q35-4.0"}
+    assert all(set(r["states"].values()) == {None} for r in gone)
+    assert doc["rows"][0]["seoib_policy"]["value"] is None  # 10.1 has no seoib-policy
+
+
+def test_html_is_self_contained(tmp_path: Path) -> None:
+    page = _produce(MATRIX, "html", tmp_path)
+    assert "<script src" not in page and "http://" not in page and "https://" not in page
+    assert "<link" not in page
+    assert page.count('<tr class="row"') == 2 * 4  # 10.2, 10.1, 10.0, 9.2 of each family
+    assert "Inputs" in page and "Legend" in page
+
+
+def test_output_file_is_written_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "m.txt"
+    target.write_text("previous\n")
+    assert main([*MATRIX, "-o", str(target), "--family", "nope"]) == 2  # argparse refuses
+    assert target.read_text() == "previous\n"
+    assert main([*MATRIX, "-o", str(target)]) == 0
+    assert target.read_text().startswith("Machine types of QEMU 10.2")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.txt")]
