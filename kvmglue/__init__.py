@@ -5,37 +5,39 @@
 * :mod:`kvmglue.faults`: :class:`FaultyOps`, chosen calls made to fail.
 * :mod:`kvmglue.probe`: :func:`probe`, a kernel's x2APIC/SEOIB behaviour.
 * :mod:`kvmglue.profile`: :class:`KernelProfile` and its JSON form.
+
+The names below are loaded on first use, so that reading a kernel profile
+(:mod:`kvmglue.profile`) does not pay for cffi.
 """
 
-from kvmglue._cdefs import (
-    KVM_CAP_IRQCHIP,
-    KVM_CAP_SPLIT_IRQCHIP,
-    KVM_CAP_X2APIC_API,
-    X2ApicApi,
-)
-from kvmglue.errors import (
-    KvmError,
-    KvmExists,
-    KvmInvalidArgument,
-    KvmUnavailable,
-    KvmUnsupported,
-)
-from kvmglue.kvm import CpuidEntry, Kvm, KvmOps, Vcpu, Vm, open_kvm
+from __future__ import annotations
 
-__all__ = [
-    "KVM_CAP_IRQCHIP",
-    "KVM_CAP_SPLIT_IRQCHIP",
-    "KVM_CAP_X2APIC_API",
-    "CpuidEntry",
-    "Kvm",
-    "KvmError",
-    "KvmExists",
-    "KvmInvalidArgument",
-    "KvmOps",
-    "KvmUnavailable",
-    "KvmUnsupported",
-    "Vcpu",
-    "Vm",
-    "X2ApicApi",
-    "open_kvm",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "KVM_CAP_IRQCHIP": "kvmglue.constants",
+    "KVM_CAP_SPLIT_IRQCHIP": "kvmglue.constants",
+    "KVM_CAP_X2APIC_API": "kvmglue.constants",
+    "X2ApicApi": "kvmglue.constants",
+    "KvmError": "kvmglue.errors",
+    "KvmExists": "kvmglue.errors",
+    "KvmInvalidArgument": "kvmglue.errors",
+    "KvmUnavailable": "kvmglue.errors",
+    "KvmUnsupported": "kvmglue.errors",
+    "CpuidEntry": "kvmglue.kvm",
+    "Kvm": "kvmglue.kvm",
+    "KvmOps": "kvmglue.kvm",
+    "Vcpu": "kvmglue.kvm",
+    "Vm": "kvmglue.kvm",
+    "open_kvm": "kvmglue.kvm",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kvmglue' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

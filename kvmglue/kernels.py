@@ -61,7 +61,7 @@ def generate(name: str, origin: str = "shipped") -> KernelProfile:
     return probe_device(kernel.device, ops=kernel, name=name, origin=origin)
 
 
-def regenerate(directory: Path = SHIPPED_DIR) -> list[Path]:
+def regenerate(directory: Path = Path(SHIPPED_DIR)) -> list[Path]:
     """Rewrite every shipped profile in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []

@@ -28,15 +28,11 @@ the path of a field of the wrong type.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-import attrs
-
-from kvmglue._cdefs import X2ApicApi
+from kvmglue.constants import X2ApicApi
 from machines.errors import DataError, UsageError
 from machines.fileio import atomic_write_json
 from machines.schema import check_schema, expect, get, load_json
@@ -45,13 +41,12 @@ SCHEMA_KIND = "kernel-profile"
 SCHEMA_VERSION = 1
 SCHEMA = f"machines/{SCHEMA_KIND}/v{SCHEMA_VERSION}"
 ORIGINS = ("probe", "shipped", "simulated")
-SHIPPED_DIR = Path(__file__).parent / "profiles"
+SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "profiles")
 
 T = TypeVar("T")
 
 
-@attrs.frozen
-class Outcome:
+class Outcome(NamedTuple):
     """What a conformance case observed."""
 
     #: The first step the kernel refused, as an errno name (``"EINVAL"``).
@@ -64,8 +59,7 @@ class Outcome:
     results: tuple[str, ...] = ()
 
 
-@attrs.frozen
-class CaseResult:
+class CaseResult(NamedTuple):
     """One conformance case as run on one kernel."""
 
     case: str
@@ -74,8 +68,7 @@ class CaseResult:
     outcome: Outcome
 
 
-@attrs.frozen
-class X2ApicApiAnswers:
+class X2ApicApiAnswers(NamedTuple):
     """KVM_CHECK_EXTENSION(KVM_CAP_X2APIC_API) where QEMU asks it."""
 
     system: int
@@ -83,16 +76,14 @@ class X2ApicApiAnswers:
     vm_split_irqchip: int
 
 
-@attrs.frozen
-class Supports:
+class Supports(NamedTuple):
     x2apic_api: bool
     split_irqchip: bool
     enable_suppress_eoi_broadcast: bool
     disable_suppress_eoi_broadcast: bool
 
 
-@attrs.frozen
-class KernelProfile:
+class KernelProfile(NamedTuple):
     name: str
     origin: str
     kernel_release: str
@@ -130,8 +121,8 @@ class KernelProfile:
             "origin": self.origin,
             "kernel_release": self.kernel_release,
             "kvm_api_version": self.kvm_api_version,
-            "x2apic_api": attrs.asdict(self.x2apic_api),
-            "supports": attrs.asdict(self.supports),
+            "x2apic_api": self.x2apic_api._asdict(),
+            "supports": self.supports._asdict(),
             "conformance": [
                 {
                     "case": c.case,
@@ -175,8 +166,8 @@ class KernelProfile:
                 vm_split_irqchip=get(doc, "x2apic_api.vm_split_irqchip", int, where),
             ),
             supports=Supports(**{
-                field.name: get(doc, f"supports.{field.name}", bool, where)
-                for field in attrs.fields(Supports)
+                field: get(doc, f"supports.{field}", bool, where)
+                for field in Supports._fields
             }),
             conformance=conformance,
         )
@@ -228,12 +219,13 @@ def _strings(values: list[Any], path: str, where: str) -> tuple[str, ...]:
 def load(path: str | os.PathLike[str]) -> KernelProfile:
     """Read a profile file (raises :class:`machines.errors.DataError`)."""
     where = f"kernel profile {os.fspath(path)}"
-    return KernelProfile.from_json(load_json(Path(path), "kernel profile"), where)
+    return KernelProfile.from_json(load_json(path, "kernel profile"), where)
 
 
 def shipped_names() -> tuple[str, ...]:
     """The profiles that come with the package, sorted by name."""
-    return tuple(sorted(p.stem for p in SHIPPED_DIR.glob("*.json")))
+    return tuple(sorted(f.removesuffix(".json") for f in os.listdir(SHIPPED_DIR)
+                        if f.endswith(".json")))
 
 
 def shipped(name: str) -> KernelProfile:
@@ -241,10 +233,12 @@ def shipped(name: str) -> KernelProfile:
     names = shipped_names()
     if name not in names:
         raise UsageError(unknown_name_message("kernel profile", name, names))
-    return load(SHIPPED_DIR / f"{name}.json")
+    return load(os.path.join(SHIPPED_DIR, f"{name}.json"))
 
 
 def unknown_name_message(what: str, name: str, names: tuple[str, ...]) -> str:
+    import difflib  # only for the message
+
     hint = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     message = f"unknown {what} {name!r}"
     if hint:

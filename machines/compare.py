@@ -57,7 +57,7 @@ def compare_machines(build: Build, machines: Sequence[type[MachineType]], show_a
             hit = last.get((driver, prop))
             if hit is not None:
                 cp = hit
-                source = f"compat {cp.table}[{cp.index}]"
+                source = f"compat {cp.table}[{cp.entry}]"
                 cells.append(Cell(_typed(info, cp.value), cp.value, source))
             elif info is not None and info.default is not None:
                 cells.append(Cell(info.default, format_value(info.default), "default"))

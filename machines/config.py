@@ -9,7 +9,7 @@ program's default), and check ``-machine`` properties, ``-global`` and
 
 from __future__ import annotations
 
-from attrs import frozen
+from typing import NamedTuple
 
 from machines.build import Build
 from machines.errors import PropertyError, UsageError
@@ -24,8 +24,7 @@ LEGACY_MACHINE_KEYS = ("type", "accel", "kernel-irqchip", "kvm-shadow-mem", "igd
 ACCELERATORS = ("kvm", "tcg", "xen", "qtest")
 
 
-@frozen
-class VmConfig:
+class VmConfig(NamedTuple):
     """What QEMU would build: machine type, accelerator, options; nothing resolved yet."""
 
     build: Build

@@ -23,6 +23,7 @@ from typing import Any
 from attrs import frozen
 
 from machines.build import Build
+from machines.compat.tables import CompatProp
 from machines.errors import PropertyError
 from machines.machine import MachineType
 from machines.values import Value, parse_value
@@ -80,23 +81,29 @@ def _typed(build: Build, driver: str, prop: str, text: str) -> Value:
         return text
 
 
+def _last_entries(machine: type[MachineType]) -> dict[tuple[str, str], CompatProp]:
+    """The last compat entry per driver.property, computed once per machine class."""
+    cached: dict[tuple[str, str], CompatProp] | None = vars(machine).get("_last_entries")
+    if cached is None:
+        cached = {(cp.driver, cp.property): cp for cp in machine.compat_props()}
+        type.__setattr__(machine, "_last_entries", cached)
+    return cached
+
+
 def effective(build: Build, machine: type[MachineType], driver: str, prop: str
               ) -> Effective | None:
     """``driver.prop`` as ``machine`` gets it from ``build``; None where it does not exist."""
-    last = None
-    for cp in machine.compat_props():
-        if (cp.driver, cp.property) == (driver, prop):
-            last = cp
+    last = _last_entries(machine).get((driver, prop))
     info = build.qom.find_property(driver, prop) if driver in build.qom else None
     if last is not None and info is not None:
-        return Effective(_typed(build, driver, prop, last.value), f"{last.table}[{last.index}]")
+        return Effective(_typed(build, driver, prop, last.value), f"{last.table}[{last.entry}]")
     if info is not None:
         return Effective(info.default, "default") if info.default is not None else None
     return behaviour(build, driver, prop)
 
 
 def _keys(build: Build, machine: type[MachineType]) -> list[tuple[str, str]]:
-    keys = [(cp.driver, cp.property) for cp in machine.compat_props()]
+    keys = list(_last_entries(machine))
     keys += [(p["type"], p["property"]) for p in _model().get("properties", [])]
     keys += [(b["type"], b["property"]) for b in _model().get("behaviours", [])]
     return keys

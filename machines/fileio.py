@@ -12,28 +12,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from machines.errors import UsageError
 
 
-def atomic_write(path: str | os.PathLike[str], text: str) -> None:
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
+@contextlib.contextmanager
+def atomic_stream(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only when the block ends without error."""
+    import tempfile  # not at import time: most runs write nothing
+
+    target = os.fspath(path)
+    directory = os.path.dirname(target) or "."
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                   dir=directory)
     except OSError as err:
         raise UsageError(f"cannot write {target}: {err.strerror}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        if target.exists():
+        if os.path.exists(target):
             with contextlib.suppress(OSError):
-                os.chmod(tmp, target.stat().st_mode & 0o7777)
+                os.chmod(tmp, os.stat(target).st_mode & 0o7777)
         else:
             umask = os.umask(0)
             os.umask(umask)
@@ -45,6 +49,11 @@ def atomic_write(path: str | os.PathLike[str], text: str) -> None:
         if isinstance(err, OSError):
             raise UsageError(f"cannot write {target}: {err.strerror}") from None
         raise
+
+
+def atomic_write(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_stream(path) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:

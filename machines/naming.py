@@ -9,17 +9,15 @@ alphabetic tag and two or more dotted numbers.  Versions of one family sort by
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
-
-from attrs import frozen
+from functools import cache
+from typing import NamedTuple
 
 _VERSIONED = re.compile(r"^(?P<prefix>.+?)-(?P<tag>[A-Za-z]*)(?P<numbers>\d+(?:\.\d+)+)$")
 
 
-@frozen(order=True)
-class MachineVersion:
+class MachineVersion(NamedTuple):
     """A machine type's version: ``(tag, numbers)``, ordered oldest to newest."""
 
     tag: str
@@ -33,8 +31,7 @@ class MachineVersion:
         return self.tag + ".".join(str(n) for n in self.numbers)
 
 
-@frozen
-class MachineName:
+class MachineName(NamedTuple):
     """A parsed machine type name."""
 
     name: str
@@ -54,6 +51,7 @@ def version_key(name: str) -> MachineVersion:
     return parse_machine_name(name).version or ZERO
 
 
+@cache
 def parse_machine_name(name: str) -> MachineName:
     """Split a machine type name into its family prefix and version."""
     match = _VERSIONED.match(name)
@@ -92,6 +90,8 @@ def closest_names(name: str, candidates: Iterable[str], limit: int = 3) -> tuple
                 return gap, candidate
 
             return tuple(sorted(same_family, key=distance)[:limit])
+    import difflib  # only on the way to an error message
+
     return tuple(difflib.get_close_matches(name, pool, n=limit, cutoff=0.5))
 
 

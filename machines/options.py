@@ -24,17 +24,14 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from functools import cache
-from pathlib import Path
-
-from attrs import field, frozen
+from typing import NamedTuple
 
 from machines.errors import OptionError, UsageError
 
 _HELP = ("help", "?")
 
 
-@frozen
-class GlobalOption:
+class GlobalOption(NamedTuple):
     """One ``-global``, as QEMU registers it."""
 
     driver: str
@@ -43,8 +40,7 @@ class GlobalOption:
     text: str = ""
 
 
-@frozen
-class AccelOption:
+class AccelOption(NamedTuple):
     """One ``-accel``: the accelerator name and its properties in order."""
 
     name: str
@@ -52,8 +48,7 @@ class AccelOption:
     text: str = ""
 
 
-@frozen
-class CpuOption:
+class CpuOption(NamedTuple):
     """``-cpu model,features``: features as QEMU's featurestr parser sees them."""
 
     model: str
@@ -63,15 +58,13 @@ class CpuOption:
     text: str = ""
 
 
-@frozen
-class DeviceOption:
+class DeviceOption(NamedTuple):
     driver: str
     props: tuple[tuple[str, str], ...] = ()
     text: str = ""
 
 
-@frozen
-class QemuOptions:
+class QemuOptions(NamedTuple):
     """What a QEMU command line asks for, before any build is consulted."""
 
     binary: str | None = None
@@ -83,7 +76,7 @@ class QemuOptions:
     devices: tuple[DeviceOption, ...] = ()
     incoming: str | None = None
     loadvm: str | None = None
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()
 
     def machine_opt(self, key: str) -> str | None:
         return dict(self.machine).get(key)
@@ -268,10 +261,11 @@ def parse_cpu(text: str) -> CpuOption:
 @cache
 def option_table() -> Mapping[str, bool]:
     """QEMU's options for x86 and whether each takes an argument (qemu-options.hx)."""
-    data = Path(__file__).parent / "compat" / "data" / "qemu-10.0.2.json"
-    table = json.loads(data.read_text()).get("options")
+    from machines.registry import model_doc
+
+    table = model_doc().get("options")
     if not table:
-        raise UsageError(f"{data}: has no command-line option table")
+        raise UsageError("the model data has no command-line option table")
     return dict(table)
 
 

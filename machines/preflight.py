@@ -28,11 +28,13 @@ Everything here is pure; the CLI gathers profiles and prints.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
-from attrs import evolve, frozen
+from attrs import frozen
 
+from machines.build import Build
 from machines.config import VmConfig, configure
-from machines.drift import compat_drift
+from machines.drift import DriftItem, compat_drift
 from machines.errors import MachinesError
 from machines.hostprofile import HostProfile
 from machines.i386.ioapic import Ioapic, ioapic
@@ -52,6 +54,10 @@ class Reason:
     severity: str
     message: str
     fix: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "severity": self.severity, "message": self.message,
+                "fix": self.fix}
 
 
 @frozen
@@ -102,15 +108,41 @@ def destination_options(source: Source, dest_args: QemuOptions | None) -> QemuOp
                                a.text) for a in opts.accels)
     globals_ = tuple(g for g in opts.globals
                      if (g.driver, g.property) != ("kvm-accel", "seoib-policy"))
-    return evolve(opts, machine=tuple(machine.items()), accels=accels, globals=globals_,
-                  incoming="defer", loadvm=None)
+    return opts._replace(machine=tuple(machine.items()), accels=accels, globals=globals_,
+                         incoming="defer", loadvm=None)
+
+
+@frozen
+class Target:
+    """What the rules read about a destination: its QEMU build and its kernel's flags.
+
+    ``where`` and ``kernel`` only word the messages (" on host-b", "kernel
+    linux-6.12 (6.12.0)"); a host class of the fleet leaves them generic.
+    """
+
+    build: Build
+    caps: KernelCaps
+    where: str = ""
+    kernel: str = "the destination kernel"
+
+
+def target_of(dest: HostProfile) -> Target:
+    caps = KernelCaps(dest.kernel.name, dest.kernel.has_enable_flag, dest.kernel.has_disable_flag)
+    return Target(dest.build, caps, f" on {dest.name}",
+                  f"kernel {dest.kernel.name} ({dest.kernel.kernel_release}) on {dest.name}")
 
 
 def judge(source: Source, dest: HostProfile, dest_args: QemuOptions | None = None
           ) -> Destination:
     """One destination's verdict, with every reason that applies."""
+    return _verdict(dest.name, judge_target(source, target_of(dest), dest_args))
+
+
+def judge_target(source: Source, target: Target, dest_args: QemuOptions | None = None
+                 ) -> list[Reason]:
+    """Every reason against moving ``source`` to ``target`` (empty: it can go)."""
     reasons: list[Reason] = []
-    build = dest.build
+    build = target.build
     config = source.config
     if config.alias_used:
         reasons.append(Reason(
@@ -123,38 +155,30 @@ def judge(source: Source, dest: HostProfile, dest_args: QemuOptions | None = Non
     machine = build.find(source.machine)
     if machine is None:
         note = known_elsewhere(source.machine)
-        close = [m.name for m in build.registered() if m.family == config.machine.family]
-        from machines.naming import closest_names
-
-        nearest = closest_names(source.machine, close, 1)
+        nearest = _nearest(build, source.machine, config.machine.family)
         reasons.append(Reason(
             "machine-type-unknown", BLOCKED,
-            f"QEMU {build.name} on {dest.name} does not know {source.machine}"
+            f"QEMU {build.name}{target.where} does not know {source.machine}"
             + (f" ({note})" if note else "")
             + (f"; its closest is {nearest[0]}" if nearest else ""),
             "keep the VM on hosts whose QEMU has this machine type, or move it to a type the "
             "destination knows with a cold restart" + (f" (e.g. {nearest[0]})" if nearest else "")))
-        return _verdict(dest.name, reasons)
+        return reasons
     if machine.deprecated:
         reasons.append(Reason(
             "machine-type-deprecated", WARNING,
             f"QEMU {build.name} marks {machine.name} deprecated (machine types are withdrawn "
             "6 years after their release)",
             "plan a move to a newer machine type at the VM's next cold restart"))
-    try:
-        dest_config = configure(build, destination_options(source, dest_args))
-        dest_resolver = Resolver(dest_config)
-        dest_resolver.accel()
-        dest_ioapic = ioapic(dest_resolver) if machine.family in ("pc_q35", "pc_piix") else None
-    except MachinesError as err:
+    dest_side = _destination_side(build, destination_options(source, dest_args))
+    if isinstance(dest_side, str):
         reasons.append(Reason(
             "destination-config-invalid", BLOCKED,
-            f"QEMU {build.name} on {dest.name} would refuse the configuration: {err}",
+            f"QEMU {build.name}{target.where} would refuse the configuration: {dest_side}",
             "fix the destination's configuration (--dest-args) so that its QEMU accepts it"))
-        return _verdict(dest.name, reasons)
-    irqchip = dest_resolver.kernel_irqchip()
-    dest_irqchip = str(irqchip.value) if irqchip else None
-    reasons += _seoib(source, dest, build.seoib_aware, dest_irqchip)
+        return reasons
+    dest_ioapic, dest_irqchip = dest_side
+    reasons += _seoib(source, target, dest_irqchip)
     if source.ioapic and dest_ioapic and (source.ioapic.version, source.ioapic.type) != \
             (dest_ioapic.version, dest_ioapic.type):
         reasons.append(Reason(
@@ -163,7 +187,7 @@ def judge(source: Source, dest: HostProfile, dest_args: QemuOptions | None = Non
             f"the destination would build {dest_ioapic.type} version {dest_ioapic.version:#x}",
             "configure the destination like the source: same kernel-irqchip mode and "
             f"-global ioapic.version={source.ioapic.version:#x}"))
-    drift = compat_drift(machine.name, config.build, build)
+    drift = _drift(machine.name, config.build, build)
     if drift:
         lacking = [d for d in drift if d.destination.origin.startswith("behaviour")]
         fix = ("migrate to a QEMU build that resolves this machine type the same way"
@@ -175,27 +199,56 @@ def judge(source: Source, dest: HostProfile, dest_args: QemuOptions | None = Non
             "compat-drift", BLOCKED,
             f"{machine.name} differs between QEMU {config.build.name} and QEMU {build.name}: "
             + "; ".join(d.describe(config.build.name, build.name) for d in drift), fix))
-    return _verdict(dest.name, reasons)
+    return reasons
 
 
-def _seoib(source: Source, dest: HostProfile, aware: bool, irqchip: str | None) -> list[Reason]:
+@cache
+def _destination_side(build: Build, opts: QemuOptions) -> tuple[Ioapic | None, str | None] | str:
+    """The destination's IOAPIC and irqchip for a configuration, or QEMU's refusal.
+
+    Depends on the build and the options alone, so a fleet computes it once
+    per (build, configuration).
+    """
+    try:
+        config = configure(build, opts)
+        resolver = Resolver(config)
+        resolver.check_accel()
+        pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
+    except MachinesError as err:
+        return str(err)
+    irqchip = resolver.kernel_irqchip()
+    return pic, (str(irqchip.value) if irqchip else None)
+
+
+@cache
+def _nearest(build: Build, machine: str, family: str | None) -> tuple[str, ...]:
+    from machines.naming import closest_names
+
+    close = [m.name for m in build.registered() if m.family == family]
+    return closest_names(machine, close, 1)
+
+
+@cache
+def _drift(machine: str, source: Build, destination: Build) -> tuple[DriftItem, ...]:
+    return tuple(compat_drift(machine, source, destination))
+
+
+def _seoib(source: Source, target: Target, irqchip: str | None) -> list[Reason]:
     state = source.state
     if state is None or state is SeoibState.QUIRKED:
         return []
     reasons = []
-    if not aware:
+    if not target.build.seoib_aware:
         reasons.append(Reason(
             "seoib-section-unsupported", BLOCKED,
             f"the VM's SEOIB state is {state.name}, so its stream carries {SECTION}, which "
-            f"QEMU {dest.build.name} on {dest.name} cannot load",
+            f"QEMU {target.build.name}{target.where} cannot load",
             f"{QUIRKED_FIX}, or upgrade the destination to a QEMU with seoib-policy"))
-    caps = KernelCaps(dest.kernel.name, dest.kernel.has_enable_flag, dest.kernel.has_disable_flag)
-    if not caps.has(state.flag):
+    if not target.caps.has(state.flag):
         reasons.append(Reason(
             "seoib-kernel-api-missing", BLOCKED,
             f"the VM's SEOIB state is {state.name}, which needs KVM_X2APIC_API "
-            f"{state.flag_name}; kernel {dest.kernel.name} ({dest.kernel.kernel_release}) on "
-            f"{dest.name} lacks it",
+            f"{state.flag_name}; {target.kernel} lacks it",
             f"{QUIRKED_FIX}, or choose a destination whose kernel has the SEOIB API "
             "(Linux 7.0, 6.18.y, 6.19.y)"))
     if irqchip != "split":
@@ -207,6 +260,7 @@ def _seoib(source: Source, dest: HostProfile, aware: bool, irqchip: str | None) 
             "configure the destination with kernel-irqchip=split (libvirt: "
             "<ioapic driver='qemu'/>), as the source"))
     return reasons
+
 
 
 def judge_all(source: Source, destinations: Sequence[HostProfile],

@@ -91,11 +91,16 @@ def _probe(args: argparse.Namespace, ops: KvmOps) -> KernelProfile:
         kernel = simulated_kernel(args.simulate)
         return probe_device(kernel.device, ops=kernel, name=args.simulate, origin="simulated")
     try:
-        return probe_device(args.device, ops=ops)
+        profile = probe_device(args.device, ops=ops)
     except KvmUnavailable as err:
         raise EnvironmentUnavailable(f"machines probe: {err}") from None
     except KvmError as err:
         raise EnvironmentUnavailable(f"machines probe: {args.device}: {err}") from None
+    if ops is LIBC_OPS:  # a real probe of this host: keep it for this boot
+        from machines.kernels import remember
+
+        remember(profile, args.device)
+    return profile
 
 
 def _flags(value: int) -> str:

@@ -20,15 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from functools import cached_property
-from typing import Any
-
-from attrs import frozen
+from typing import Any, NamedTuple
 
 from machines.values import Value
 
 
-@frozen
-class PropertyInfo:
+class PropertyInfo(NamedTuple):
     """A property as ``device-list-properties`` describes it."""
 
     name: str
@@ -50,33 +47,39 @@ class QomTypes:
                  instances: Mapping[str, Any] | None = None) -> None:
         self.parents: dict[str, str | None] = {n: v[0] for n, v in types.items()}
         self.abstract: frozenset[str] = frozenset(n for n, v in types.items() if v[1])
+        self._raw = properties  # PropertyInfo objects are made when a type is asked for
         self._own: dict[str, dict[str, PropertyInfo]] = {}
-        for typename, props in properties.items():
-            self._own[typename] = {
-                name: PropertyInfo(name, str(p[0]), p[1], bool(p[2]),
-                                   str(p[3]) if len(p) > 3 else "")
-                for name, p in props.items()
-            }
         self._instances = {t: dict(v) for t, v in (instances or {}).items()}
         self._merged: dict[str, dict[str, PropertyInfo]] = {}
+        # caches: the hierarchy is fixed once loaded, overlays clear what depends on them
+        self._ancestry: dict[str, tuple[str, ...]] = {}
+        self._subtypes: dict[str, list[str]] = {}
+        self._found: dict[tuple[str, str], PropertyInfo | None] = {}
 
     def __contains__(self, typename: object) -> bool:
         return typename in self.parents
 
-    def ancestry(self, typename: str) -> list[str]:
+    def ancestry(self, typename: str) -> tuple[str, ...]:
         """``typename`` and its ancestors, nearest first."""
-        chain = []
-        node: str | None = typename
-        while node is not None and node not in chain:
-            chain.append(node)
-            node = self.parents.get(node)
+        chain = self._ancestry.get(typename)
+        if chain is None:
+            names: list[str] = []
+            node: str | None = typename
+            while node is not None and node not in names:
+                names.append(node)
+                node = self.parents.get(node)
+            chain = self._ancestry[typename] = tuple(names)
         return chain
 
     def is_a(self, typename: str, ancestor: str) -> bool:
         return ancestor in self.ancestry(typename)
 
     def subtypes(self, ancestor: str) -> list[str]:
-        return sorted(t for t in self.parents if self.is_a(t, ancestor))
+        found = self._subtypes.get(ancestor)
+        if found is None:
+            found = self._subtypes[ancestor] = sorted(
+                t for t in self.parents if self.is_a(t, ancestor))
+        return found
 
     @cached_property
     def proxies(self) -> dict[str, str]:
@@ -95,11 +98,22 @@ class QomTypes:
                     break
         return out
 
+    def _own_of(self, typename: str) -> dict[str, PropertyInfo]:
+        own = self._own.get(typename)
+        if own is None:
+            own = {name: PropertyInfo(name, str(p[0]), p[1], bool(p[2]),
+                                      str(p[3]) if len(p) > 3 else "")
+                   for name, p in self._raw.get(typename, {}).items()}
+            self._own[typename] = own
+        return own
+
     def add_type(self, typename: str, like: str) -> None:
         """Overlay a type (new in a model release) shaped like an existing one."""
         self.parents[typename] = self.parents[like]
         self._own[typename] = dict(self.own_properties(like))
         self._merged.clear()
+        self._subtypes.clear()
+        self._found.clear()
 
     def find_property(self, typename: str, prop: str) -> PropertyInfo | None:
         """``prop`` on ``typename`` or, for an abstract type, on any subtype of it.
@@ -107,27 +121,29 @@ class QomTypes:
         A global for ``virtio-pci`` names a property that only some of its
         subtypes have; QEMU applies it to each object that has it.
         """
+        key = (typename, prop)
+        if key in self._found:
+            return self._found[key]
         info = self.properties(typename).get(prop)
-        if info is not None or typename not in self.abstract:
-            return info
-        for sub in self.subtypes(typename):
-            info = self.properties(sub).get(prop)
-            if info is not None:
-                return info
-        return None
+        if info is None and typename in self.abstract:
+            info = next((found for sub in self.subtypes(typename)
+                         if (found := self.properties(sub).get(prop)) is not None), None)
+        self._found[key] = info
+        return info
 
     def add_property(self, typename: str, info: PropertyInfo) -> None:
         """Overlay a property (new in a model release) onto a type."""
-        self._own.setdefault(typename, {})[info.name] = info
+        self._own_of(typename)[info.name] = info
         self._merged.clear()
+        self._found.clear()
 
     def own_properties(self, typename: str) -> dict[str, PropertyInfo]:
         """Properties of the type itself (inherited ones included), no aliases."""
         if typename not in self._merged:
             merged: dict[str, PropertyInfo] = {}
             for node in reversed(self.ancestry(typename)):
-                merged.update(self._own.get(node, {}))
-            for name, value in self._instances.get(typename, {}).items():
+                merged.update(self._own_of(node))
+            for name, value in self._instance_values(typename).items():
                 info = merged.get(name)
                 if info is None:
                     continue
@@ -140,6 +156,15 @@ class QomTypes:
                                                 info.description, "type", value)
             self._merged[typename] = merged
         return self._merged[typename]
+
+    def _instance_values(self, typename: str) -> dict[str, Any]:
+        """Values an object of ``typename`` showed when created (stored per ancestor)."""
+        if typename not in self._instances:
+            return {}  # never created by the importer: nothing is known
+        values: dict[str, Any] = {}
+        for node in reversed(self.ancestry(typename)):
+            values.update(self._instances.get(node, {}))
+        return values
 
     def properties(self, typename: str) -> dict[str, PropertyInfo]:
         """Every property an instance of ``typename`` shows, aliases included."""

@@ -77,7 +77,7 @@ def machine_json(build: Build, machine: type[MachineType]) -> dict[str, Any]:
         "tables": [t.name for t in machine.compat_tables()],
         "compat_props": [
             {"driver": cp.driver, "property": cp.property, "value": cp.value,
-             "table": cp.table, "entry": cp.index}
+             "table": cp.table, "entry": cp.entry}
             for cp in machine.compat_props()
         ],
     }

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-
-from attrs import frozen
+from typing import NamedTuple
 
 from machines.build import Build
 from machines.compat.tables import CompatProp
@@ -38,8 +37,7 @@ from machines.realize import forced_at_realize
 from machines.values import Value, parse_value
 
 
-@frozen
-class Source:
+class Source(NamedTuple):
     """Where an effective value came from."""
 
     # default | instance | accel-compat | compat | sugar | global | cpu | accel
@@ -47,7 +45,7 @@ class Source:
     kind: str
     detail: str = ""
     table: str | None = None
-    index: int | None = None
+    entry: int | None = None
     driver: str | None = None
     text: str | None = None
 
@@ -56,15 +54,14 @@ class Source:
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"source": self.kind}
-        for key in ("detail", "table", "index", "driver", "text"):
+        for key in ("detail", "table", "entry", "driver", "text"):
             value = getattr(self, key)
             if value is not None and value != "":
-                out["entry" if key == "index" else key] = value
+                out[key] = value
         return out
 
 
-@frozen
-class Resolved:
+class Resolved(NamedTuple):
     """One property's effective value with its provenance (last step that set it)."""
 
     typename: str
@@ -118,8 +115,8 @@ class Resolver:
                 yield p.value, Source("accel-compat", f"{self.config.accel} accelerator", None, i,
                                       p.driver, p.value)
         for cp in self._matching_compat(owner, prop, ancestry):
-            yield cp.value, Source("compat", f"{cp.table}[{cp.index}] {cp.prop}", cp.table,
-                                   cp.index, cp.driver, cp.value)
+            yield cp.value, Source("compat", f"{cp.table}[{cp.entry}] {cp.prop}", cp.table,
+                                   cp.entry, cp.driver, cp.value)
         for glob in self._sugar():
             if glob.property == prop and glob.driver in ancestry:
                 yield glob.value, Source("sugar", glob.text, driver=glob.driver, text=glob.value)
@@ -144,7 +141,8 @@ class Resolver:
         return {}
 
     def _matching_compat(self, owner: str, prop: str, ancestry: set[str]) -> list[CompatProp]:
-        return [cp for cp in self._compat if cp.property == prop and cp.driver in ancestry
+        return [cp for cp in _by_property(self.config.machine).get(prop, ())
+                if cp.driver in ancestry
                 and not (cp.prop.optional and prop not in self.qom.properties(owner))]
 
     def _global_applies(self, owner: str) -> bool:
@@ -269,8 +267,12 @@ class Resolver:
                                f"{self.config.machine.name} default_kernel_irqchip_split="
                                f"{'true' if split else 'false'}"))
 
-    def accel(self) -> dict[str, Resolved]:
-        """The accelerator's properties; unknown -accel properties fail as in QEMU."""
+    def check_accel(self) -> None:
+        """Fail as QEMU would on the accelerator's options: unknown properties, bad values.
+
+        Only what the command line sets can be wrong (compat data is checked
+        against QEMU), so only those properties are resolved.
+        """
         props = self.qom.properties(self.accel_type) if self.accel_type in self.qom else {}
         for name, text in self._accel_options():
             info = props.get(name)
@@ -281,13 +283,29 @@ class Resolver:
                 _parse(info.type, text, name)
             except PropertyError as err:
                 raise PropertyError(f"{self._accel_text()}: {err}") from None
-        out = {}
-        for name in sorted(props):
+        touched = {g.property for g in (*self._sugar(), *self.config.options.globals)}
+        for name in sorted(touched & props.keys()):
             try:
-                out[name] = self.resolve(self.accel_type, name)
+                self.resolve(self.accel_type, name)
             except PropertyError as err:
                 raise PropertyError(f"{self._accel_text()}: {err}") from None
-        return out
+
+    def accel(self) -> dict[str, Resolved]:
+        """Every property of the accelerator, after :meth:`check_accel`."""
+        self.check_accel()
+        props = self.qom.properties(self.accel_type) if self.accel_type in self.qom else {}
+        return {name: self.resolve(self.accel_type, name) for name in sorted(props)}
+
+
+def _by_property(machine: type[MachineType]) -> dict[str, list[CompatProp]]:
+    """The machine type's compat props by property name, in order (kept on the class)."""
+    cached: dict[str, list[CompatProp]] | None = vars(machine).get("_by_property")
+    if cached is None:
+        cached = {}
+        for cp in machine.compat_props():
+            cached.setdefault(cp.property, []).append(cp)
+        type.__setattr__(machine, "_by_property", cached)
+    return cached
 
 
 def _fold_compat(machine: type[MachineType], qom: QomTypes) -> dict[tuple[str, str], Resolved]:
@@ -299,7 +317,7 @@ def _fold_compat(machine: type[MachineType], qom: QomTypes) -> dict[tuple[str, s
         value = _parse(qapi_type, cp.value, cp.property) if info else cp.value
         prior = out.get(key)
         out[key] = Resolved(cp.driver, cp.property, qapi_type, value,
-                            Source("compat", f"{cp.table}[{cp.index}] {cp.prop}", cp.table,
-                                   cp.index, cp.driver, cp.value),
+                            Source("compat", f"{cp.table}[{cp.entry}] {cp.prop}", cp.table,
+                                   cp.entry, cp.driver, cp.value),
                             (*prior.overridden, prior.source) if prior else ())
     return out

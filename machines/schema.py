@@ -10,8 +10,8 @@ the field's path (``machines.pc-q35-9.2.tables[3]``).
 from __future__ import annotations
 
 import json
+import os
 import re
-from pathlib import Path
 from typing import Any, TypeVar
 
 from machines.errors import DataError
@@ -22,10 +22,12 @@ _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a bool
                int: "an integer", float: "a number"}  # bool before int: True is an int
 
 
-def load_json(path: str | Path, what: str) -> Any:
+def load_json(path: str | os.PathLike[str], what: str) -> Any:
     """Parse a JSON file; any failure is one DataError line naming the file."""
+    path = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
     except FileNotFoundError:
         raise DataError(f"{what} {path}: no such file") from None
     except IsADirectoryError:

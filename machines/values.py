@@ -12,7 +12,6 @@ for ``bool``, ``int`` for every integer and ``size`` type, ``str`` otherwise.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import Final
 
 from machines.errors import PropertyError
@@ -111,6 +110,8 @@ _SUFFIXES: Final = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 
 def parse_size(text: str) -> int:
     """``qemu_strtosz``: decimal (optionally fractional) or hex, with a unit suffix."""
+    from fractions import Fraction  # exact arithmetic, imported only when a size is read
+
     body = text
     power = 0
     if body and body[-1].upper() in _SUFFIXES:

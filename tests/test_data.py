@@ -9,7 +9,10 @@ import pytest
 
 from machines.compat.reference import SOURCES, build_model
 from machines.errors import DataError, UsageError
-from machines.registry import DATA, get_build
+from machines.registry import DATA as _DATA
+from machines.registry import get_build
+
+DATA = Path(_DATA)
 
 
 def test_model_data_is_regenerated_from_its_inputs() -> None:
@@ -73,3 +76,10 @@ def test_not_json_and_missing_files(tmp_path: Path) -> None:
         get_build(str(broken))
     with pytest.raises(DataError, match="no such file"):
         get_build(str(tmp_path / "missing.json"))
+
+
+def test_shipped_import_passes_the_full_check() -> None:
+    from machines.registry import check_import
+
+    doc = json.loads((DATA / "qemu-10.0.2.json").read_text())
+    assert check_import(doc, "shipped", deep=True) is doc

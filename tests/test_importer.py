@@ -12,7 +12,10 @@ from machines.cli import main
 from machines.compat.csource import read_source
 from machines.compat.importer import label_by_family, label_from_source, parse_machine_help
 from machines.errors import DataError
-from machines.registry import DATA, get_build
+from machines.registry import DATA as _DATA
+from machines.registry import get_build
+
+DATA = Path(_DATA)
 
 SHIPPED = json.loads((DATA / "qemu-10.0.2.json").read_text())
 

@@ -153,7 +153,8 @@ def test_shipped_names() -> None:
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_shipped_file_equals_a_fresh_generation(name: str) -> None:
-    on_disk = json.loads((profiles.SHIPPED_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    on_disk = json.loads((Path(profiles.SHIPPED_DIR) / f"{name}.json").read_text(
+        encoding="utf-8"))
     assert on_disk == generate(name).to_json(), \
         f"{name}.json is stale: run python -m kvmglue.kernels"
     assert shipped(name).origin == "shipped"

@@ -30,6 +30,9 @@ import os
 import sys
 from machines.errors import MachinesError
 from machines.probe import main
+# Modules imported lazily later must be loaded before root is dropped: this
+# interpreter may live where the test user cannot read (/root/.pyenv).
+import shutil, tempfile  # noqa: E401,F401
 uid = os.environ.get("MACHINES_TEST_UID")
 if uid:
     os.setgroups([])

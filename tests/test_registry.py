@@ -52,7 +52,7 @@ def test_point_release_difference_in_pc_compat_10_0() -> None:
     def table(release: str) -> list[str]:
         machine = get_build(release).machines["pc-q35-10.0"]
         return [e.property for t in machine.compat_tables() if t.name == "pc_compat_10_0"
-                for e in t]
+                for e in t.entries]
 
     assert table("10.1") == ["x-consistent-cache", "x-vendor-cpuid-only-v2"]
     assert table("10.1.2") == ["x-consistent-cache", "x-vendor-cpuid-only-v2",
@@ -62,14 +62,14 @@ def test_point_release_difference_in_pc_compat_10_0() -> None:
 
 def test_10_2_arrays_from_the_reference() -> None:
     machine = get_build("10.2").machines["pc-q35-10.1"]
-    hw = [e for t in machine.compat_tables() if t.name == "hw_compat_10_1" for e in t]
+    hw = [e for t in machine.compat_tables() if t.name == "hw_compat_10_1" for e in t.entries]
     assert [(e.driver, e.property, e.value) for e in hw][:2] == [
         ("acpi-ged", "x-has-hest-addr", "false"), ("virtio-net-device", "host_tunnel", "off")]
     assert len(hw) == 5
     pc = [(e.driver, e.property) for t in machine.compat_tables() if t.name == "pc_compat_10_1"
-          for e in t]
+          for e in t.entries]
     assert ("mch", "extended-tseg-mbytes") in pc
-    family = [(e.driver, e.property) for e in machine.compat_tables()[0]]
+    family = [(e.driver, e.property) for e in machine.compat_tables()[0].entries]
     assert family == [("virtio-iommu-pci", "aw-bits"), ("ramfb", "use-legacy-x86-rom"),
                       ("vfio-pci-nohotplug", "use-legacy-x86-rom")]
 

@@ -181,27 +181,37 @@ async def _qom(session: QemuSession, types: list[dict[str, Any]],
                 entry.append(str(p["description"]))
             described[str(p["name"])] = entry
         props[name] = described
-    # An abstract type is described by what all its described subtypes share;
-    # every type then keeps only what it adds or changes against its parent.
-    merged: dict[str, dict[str, list[Any]]] = dict(props)
+    return {
+        "types": {n: [parents[n], n in abstract] for n in sorted(parents)},
+        "properties": share_up(props, parents, abstract),
+    }
+
+
+def share_up(described: dict[str, dict[str, Any]], parents: dict[str, str | None],
+             abstract: set[str], keep_empty: bool = False) -> dict[str, dict[str, Any]]:
+    """Store per type only what it adds or changes against its parent.
+
+    An abstract type is described by what all its described subtypes share;
+    the loader merges a type's entries along its ancestry to get them back.
+    With ``keep_empty``, every described type keeps an entry (possibly empty),
+    so the loader can tell described types from the rest.
+    """
+    merged: dict[str, dict[str, Any]] = dict(described)
     for name in sorted(abstract, key=lambda n: -_depth(n, parents)):
         children = [merged[c] for c, parent in parents.items() if parent == name and c in merged]
         if children:
             merged[name] = {k: v for k, v in children[0].items()
-                            if all(child.get(k) == v for child in children[1:])}
-    own: dict[str, dict[str, list[Any]]] = {}
-    for name, described in merged.items():
+                            if all(k in child and child[k] == v for child in children[1:])}
+    own: dict[str, dict[str, Any]] = {}
+    for name, values in merged.items():
         ancestor = parents.get(name)
         while ancestor is not None and ancestor not in merged:
             ancestor = parents.get(ancestor)
         base = merged[ancestor] if ancestor else {}
-        delta = {k: v for k, v in described.items() if base.get(k) != v}
-        if delta:
+        delta = {k: v for k, v in values.items() if k not in base or base[k] != v}
+        if delta or (keep_empty and name in described):
             own[name] = delta
-    return {
-        "types": {n: [parents[n], n in abstract] for n in sorted(parents)},
-        "properties": dict(sorted(own.items())),
-    }
+    return dict(sorted(own.items()))
 
 
 def _depth(name: str, parents: dict[str, str | None]) -> int:
@@ -341,7 +351,10 @@ async def _query(binary: str, timeout: float) -> dict[str, Any]:
         types = await session.types()
         drivers = {str(p.get("qom-type")) for m in machines for p in m.get("compat-props") or []}
         qom = await _qom(session, types, drivers)
-    qom["instances"] = await _instances(binary, timeout, machines, qom, drivers)
+    parents = {n: v[0] for n, v in qom["types"].items()}
+    abstract = {n for n, v in qom["types"].items() if v[1]}
+    qom["instances"] = share_up(await _instances(binary, timeout, machines, qom, drivers),
+                                parents, abstract, keep_empty=True)
     return {"version": version, "package": package, "machines": machines, "qom": qom}
 
 

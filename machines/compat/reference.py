@@ -69,6 +69,17 @@ def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dic
         table.append(_entry(item["driver"], item["property"], item["value"], False,
                             [r for r in RELEASES if r in item["releases"]], item["source"]))
     new_props = [dict(p) for p in [*properties["properties"], *design.get("properties", [])]]
+    # Machines outside the PC families (microvm, isapc, none, x-remote) come from the
+    # base build as they are, in the places its -machine help had them.
+    rows = base["listing"]
+    first_pc = next(i for i, row in enumerate(rows)
+                    if row["name"].startswith(("pc-i440fx-", "pc-q35-")))
+    others = [{"name": row["name"], "desc": row["desc"], "deprecated": row["deprecated"],
+               "before_pc": i < first_pc,
+               "default_cpu_type": base["machines"][row["name"]]["default_cpu_type"],
+               "tables": base["machines"][row["name"]]["tables"]}
+              for i, row in enumerate(rows)
+              if not row["name"].startswith(("pc-i440fx-", "pc-q35-"))]
     return {
         "schema": SCHEMA,
         "releases": list(RELEASES),
@@ -80,6 +91,8 @@ def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dic
         },
         "tables": tables,
         "properties": new_props,
+        "other_machines": others,
+        "options": base["options"],
         "behaviours": [dict(b) for b in properties.get("behaviours", [])],
         "designs": design.get("designs", {}),
     }

@@ -9,13 +9,11 @@ options function appends, in order, to its ``compat_props``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
-from attrs import frozen
 
-
-@frozen
-class GlobalProperty:
+class GlobalProperty(NamedTuple):
     """One compat entry, exactly as QEMU's C struct holds it."""
 
     driver: str
@@ -27,31 +25,24 @@ class GlobalProperty:
         return f"{self.driver}.{self.property}={self.value}"
 
 
-@frozen
-class CompatTable:
+class CompatTable(NamedTuple):
     """A named ``GlobalProperty`` array (``hw_compat_9_2``...)."""
 
     name: str
     entries: tuple[GlobalProperty, ...]
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __iter__(self) -> Iterator[GlobalProperty]:
-        return iter(self.entries)
 
 
-@frozen
-class CompatProp:
+class CompatProp(NamedTuple):
     """A compat entry as a machine type applies it: which array, which slot.
 
-    ``position`` is the entry's place in the machine type's whole
-    ``compat_props`` list; later positions win.
+    ``entry`` is its index in ``table``; ``position`` is its place in the machine
+    type's whole ``compat_props`` list; later positions win.
     """
 
     prop: GlobalProperty
     table: str
-    index: int
+    entry: int  # the entry's index in its array
     position: int
 
     @property

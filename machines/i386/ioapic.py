@@ -11,7 +11,7 @@ is realized.  It lives at ``/machine/q35/ioapic`` or ``/machine/i440fx/ioapic``.
 
 from __future__ import annotations
 
-from attrs import frozen
+from typing import NamedTuple
 
 from machines.errors import PropertyError
 from machines.resolve import Resolved, Resolver, Source
@@ -22,8 +22,7 @@ VERSIONS = (0x11, 0x20)
 KVM_IN_KERNEL_VERSION = 0x11
 
 
-@frozen
-class Ioapic:
+class Ioapic(NamedTuple):
     type: str
     path: str | None
     version: int

@@ -20,9 +20,7 @@ adds nothing; every older version X.Y adds ``hw_compat_X_Y`` then
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from attrs import frozen
+from typing import Any, NamedTuple
 
 from machines import lifecycle
 from machines.compat.tables import CompatTable
@@ -30,8 +28,7 @@ from machines.machine import MachineType
 from machines.naming import MachineVersion
 
 
-@frozen
-class PcFamily:
+class PcFamily(NamedTuple):
     prefix: str
     family: str  # QEMU's MachineClass.family, which orders -machine help
     desc: str

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-
-from attrs import frozen
+from typing import NamedTuple
 
 from machines.i386.ioapic import ioapic
 from machines.resolve import Resolver, Source
@@ -58,8 +57,7 @@ class SeoibState(enum.Enum):
         return cls[aliases.get(key, key)]
 
 
-@frozen
-class KernelCaps:
+class KernelCaps(NamedTuple):
     """What a kernel lets QEMU choose (from a kernel profile)."""
 
     name: str
@@ -70,14 +68,12 @@ class KernelCaps:
         return {0: True, ENABLE: self.enable, DISABLE: self.disable}[flag]
 
 
-@frozen
-class Step:
+class Step(NamedTuple):
     rule: str
     message: str
 
 
-@frozen
-class SeoibInputs:
+class SeoibInputs(NamedTuple):
     """Everything the decision reads, already resolved."""
 
     qemu: str
@@ -94,8 +90,7 @@ class SeoibInputs:
     stream_state: SeoibState | None = None  # the stream's x86-seoib-state; None: no section
 
 
-@frozen
-class SeoibDecision:
+class SeoibDecision(NamedTuple):
     kernel: str
     policy: str | None
     policy_source: Source | None
@@ -327,8 +322,7 @@ def inputs_from(resolver: Resolver, stream_state: SeoibState | None = None) -> S
     )
 
 
-@frozen
-class RestoreCheck:
+class RestoreCheck(NamedTuple):
     allowed: bool
     current: SeoibState
     snapshot: SeoibState
