@@ -19,7 +19,6 @@ Two things QEMU does at instance time matter for effective values:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import cached_property
 from typing import Any, NamedTuple
 
 from machines.values import Value
@@ -55,6 +54,7 @@ class QomTypes:
         self._ancestry: dict[str, tuple[str, ...]] = {}
         self._subtypes: dict[str, list[str]] = {}
         self._found: dict[tuple[str, str], PropertyInfo | None] = {}
+        self._proxies: dict[str, str | None] = {}
 
     def __contains__(self, typename: object) -> bool:
         return typename in self.parents
@@ -81,22 +81,27 @@ class QomTypes:
                 t for t in self.parents if self.is_a(t, ancestor))
         return found
 
-    @cached_property
-    def proxies(self) -> dict[str, str]:
-        """virtio PCI proxy type -> the backend device type it aliases."""
-        out = {}
-        for typename in self.parents:
-            if typename in self.abstract or not self.is_a(typename, "virtio-pci"):
-                continue
+    def proxy_backend(self, typename: str) -> str | None:
+        """The backend device a virtio PCI proxy type aliases (None for other types).
+
+        Worked out per type on demand: a cold start asks about one or two types,
+        and walking all ~750 of them would cost more than the rest of a resolve.
+        """
+        if typename in self._proxies:
+            return self._proxies[typename]
+        found = None
+        if (typename in self.parents and typename not in self.abstract
+                and self.is_a(typename, "virtio-pci")):
             for suffix in _VIRTIO_PROXY_SUFFIXES:
                 if typename.endswith(suffix):
                     stem = typename[: -len(suffix)]
                     for backend in (f"{stem}-device", stem):
                         if backend in self.parents and self.is_a(backend, "virtio-device"):
-                            out[typename] = backend
+                            found = backend
                             break
                     break
-        return out
+        self._proxies[typename] = found
+        return found
 
     def _own_of(self, typename: str) -> dict[str, PropertyInfo]:
         own = self._own.get(typename)
@@ -114,6 +119,7 @@ class QomTypes:
         self._merged.clear()
         self._subtypes.clear()
         self._found.clear()
+        self._proxies.clear()
 
     def find_property(self, typename: str, prop: str) -> PropertyInfo | None:
         """``prop`` on ``typename`` or, for an abstract type, on any subtype of it.
@@ -169,14 +175,14 @@ class QomTypes:
     def properties(self, typename: str) -> dict[str, PropertyInfo]:
         """Every property an instance of ``typename`` shows, aliases included."""
         props = dict(self.own_properties(typename))
-        backend = self.proxies.get(typename)
+        backend = self.proxy_backend(typename)
         if backend is not None:
             props.update(self.own_properties(backend))
         return props
 
     def property_owner(self, typename: str, prop: str) -> str:
         """The type whose object really holds ``prop`` (the backend, for aliases)."""
-        backend = self.proxies.get(typename)
+        backend = self.proxy_backend(typename)
         if backend is not None and prop in self.own_properties(backend):
             return backend
         return typename
