@@ -164,34 +164,71 @@ class QemuSession:
         self.process = process
 
     async def version(self) -> tuple[str, str]:
-        reply = await self.process.execute("query-version")
-        q = _expect(reply, dict, "query-version")
-        numbers = _expect(q.get("qemu"), dict, "query-version")
-        text = ".".join(str(int(numbers[k])) for k in ("major", "minor", "micro"))
-        return text, str(q.get("package", "")).strip()
+        reply = _expect(await self.process.execute("query-version"), dict, "query-version")
+        numbers = _expect(reply.get("qemu"), dict, "query-version")
+        parts = [numbers.get(k) for k in ("major", "minor", "micro")]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 16
+                   for n in parts):
+            raise EnvironmentUnavailable("QEMU sent an unexpected reply to 'query-version'")
+        return ".".join(map(str, parts)), str(reply.get("package", "")).strip()
 
     async def machines(self) -> list[dict[str, Any]]:
         reply = await self.process.execute("query-machines", {"compat-props": True})
-        return [_expect(m, dict, "query-machines") for m in _expect(reply, list, "query-machines")]
+        found = _records(reply, "query-machines", {"name": str, "alias": str,
+                                                    "default-cpu-type": str})
+        for machine in found:
+            props = machine.get("compat-props")
+            if props is not None:
+                _records(props, "query-machines", {"qom-type": str, "property": str,
+                                                   "value": str}, required=3)
+        return found
 
     async def types(self) -> list[dict[str, Any]]:
         reply = await self.process.execute("qom-list-types", {"abstract": True})
-        return [_expect(t, dict, "qom-list-types") for t in _expect(reply, list, "qom-list-types")]
+        return _records(reply, "qom-list-types", {"name": str, "parent": str, "abstract": bool})
 
     async def device_properties(self, typename: str) -> list[dict[str, Any]]:
         reply = await self.process.execute("device-list-properties", {"typename": typename})
-        return [_expect(p, dict, "device-list-properties") for p in _expect(reply, list, typename)]
+        return _records(reply, "device-list-properties", _PROPERTY_FIELDS)
 
     async def object_properties(self, typename: str) -> list[dict[str, Any]]:
         reply = await self.process.execute("qom-list-properties", {"typename": typename})
-        return [_expect(p, dict, "qom-list-properties") for p in _expect(reply, list, typename)]
+        return _records(reply, "qom-list-properties", _PROPERTY_FIELDS)
 
     async def qom_get(self, path: str, prop: str) -> Any:
         return await self.process.execute("qom-get", {"path": path, "property": prop})
 
     async def qom_list(self, path: str) -> list[dict[str, Any]]:
         reply = await self.process.execute("qom-list", {"path": path})
-        return [_expect(p, dict, "qom-list") for p in _expect(reply, list, "qom-list")]
+        return _records(reply, "qom-list", {"name": str, "type": str}, required=2)
+
+
+_PROPERTY_FIELDS = {"name": str, "type": str, "description": str}
+
+
+def _records(reply: Any, what: str, fields: dict[str, type], required: int = 1
+             ) -> list[dict[str, Any]]:
+    """A QMP reply that must be a list of objects.
+
+    The first ``required`` of ``fields`` must be present; any of them present
+    must have its type.  QEMU sends exactly this; anything else means the
+    peer is not the QEMU we think it is, and gets one line, not a traceback.
+    """
+    records = _expect(reply, list, what)
+    names = list(fields)
+    for i, record in enumerate(records):
+        _expect(record, dict, what)
+        for name in names[:required]:
+            if name not in record:
+                raise EnvironmentUnavailable(
+                    f"QEMU sent an unexpected reply to '{what}': item {i} has no '{name}'")
+        for name, kind in fields.items():
+            value = record.get(name)
+            if value is not None and not isinstance(value, kind):
+                raise EnvironmentUnavailable(
+                    f"QEMU sent an unexpected reply to '{what}': item {i} field '{name}' "
+                    f"is not {'a string' if kind is str else 'a boolean'}")
+    return records
 
 
 def _expect(value: Any, kind: type, what: str) -> Any:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from procs import children, processes_mentioning
 
 from machines.cli import main
 from machines.compat.csource import read_source
@@ -23,7 +25,16 @@ SHIPPED = json.loads((DATA / "qemu-10.0.2.json").read_text())
 @pytest.fixture(scope="module")
 def imported(qemu_binary: str, tmp_path_factory: Any) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("import") / "build.json"
-    assert main(["import", "--qemu", qemu_binary, "-o", str(out)]) == 0
+    scratch = tmp_path_factory.mktemp("import-tmp")
+    saved, tempfile.tempdir = tempfile.tempdir, str(scratch)  # where QMP sockets go
+    try:
+        assert main(["import", "--qemu", qemu_binary, "-o", str(out)]) == 0
+    finally:
+        tempfile.tempdir = saved
+    # Every QEMU it started (one per family and per CPU model) is gone, sockets too.
+    assert processes_mentioning(str(scratch)) == []
+    assert list(scratch.iterdir()) == []
+    assert [c for c in children() if c[1] == "Z"] == []
     return out, json.loads(out.read_text())
 
 

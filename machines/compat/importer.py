@@ -16,7 +16,10 @@ to the next newer type of its family, which works for any downstream build.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,17 +61,28 @@ def parse_machine_help(text: str) -> list[dict[str, Any]]:
 
 def _machine_help(binary: str, timeout: float) -> list[dict[str, Any]]:
     try:
-        done = subprocess.run([binary, "-machine", "help"], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        # Its own session, so a timeout kills whatever the binary started too.
+        child = subprocess.Popen([binary, "-machine", "help"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
     except FileNotFoundError:
         raise EnvironmentUnavailable(f"QEMU binary '{binary}' not found") from None
-    except subprocess.TimeoutExpired:
-        raise EnvironmentUnavailable(f"'{binary} -machine help' did not finish in {timeout:g} s") \
-            from None
-    if done.returncode != 0:
-        why = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    except OSError as err:
+        raise EnvironmentUnavailable(f"QEMU binary '{binary}': {err.strerror}") from None
+    with child:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            raise EnvironmentUnavailable(
+                f"'{binary} -machine help' did not finish in {timeout:g} s") from None
+    stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    if child.returncode != 0:
+        why = (stderr.strip().splitlines() or ["no message"])[-1]
         raise EnvironmentUnavailable(f"'{binary} -machine help' failed: {why}")
-    rows = parse_machine_help(done.stdout)
+    rows = parse_machine_help(stdout)
     if not rows:
         raise EnvironmentUnavailable(f"'{binary} -machine help' listed no machines")
     return rows
@@ -151,6 +165,7 @@ async def _qom(session: QemuSession, types: list[dict[str, Any]],
                drivers: set[str]) -> dict[str, Any]:
     parents = {str(t["name"]): (str(t["parent"]) if t.get("parent") else None) for t in types}
     abstract = {str(t["name"]) for t in types if t.get("abstract")}
+    _check_tree(parents)
 
     def is_a(name: str | None, ancestor: str) -> bool:
         while name is not None:
@@ -185,6 +200,22 @@ async def _qom(session: QemuSession, types: list[dict[str, Any]],
         "types": {n: [parents[n], n in abstract] for n in sorted(parents)},
         "properties": share_up(props, parents, abstract),
     }
+
+
+def _check_tree(parents: dict[str, str | None]) -> None:
+    """QOM types form a tree: a parent loop means the reply is not from QEMU."""
+    settled: set[str] = set()
+    for name in parents:
+        seen: set[str] = set()
+        node: str | None = name
+        while node is not None and node not in settled:
+            if node in seen:
+                raise EnvironmentUnavailable(
+                    f"QEMU sent an unexpected reply to 'qom-list-types': type '{node}' "
+                    "is its own ancestor")
+            seen.add(node)
+            node = parents.get(node)
+        settled |= seen
 
 
 def share_up(described: dict[str, dict[str, Any]], parents: dict[str, str | None],
@@ -235,9 +266,16 @@ INSTANCE_DEVICES = (
 )
 
 
+MAX_OBJECTS = 100_000  # a paused QEMU 10.0 VM has a few hundred; more means a broken peer
+
+
 async def _walk(session: QemuSession) -> list[tuple[str, str]]:
-    found, pending = [], ["/machine"]
+    found: list[tuple[str, str]] = []
+    pending = ["/machine"]
     while pending:
+        if len(found) > MAX_OBJECTS:
+            raise EnvironmentUnavailable(f"QEMU listed more than {MAX_OBJECTS} objects "
+                                         "under /machine")
         path = pending.pop()
         for child in await session.qom_list(path):
             kind = str(child.get("type", ""))
@@ -337,8 +375,10 @@ async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]]
             if "exited at once" in str(err):
                 continue  # e.g. 'host' needs KVM; its values depend on the host anyway
             raise
-        async with process:
+        try:  # started above already: 'async with' would start a second QEMU
             found = await _read_instances(QemuSession(process), qom, {cpu_type}, set())
+        finally:
+            await process.__aexit__(None, None, None)
         out.update(found)
     return dict(sorted(out.items()))
 
