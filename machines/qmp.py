@@ -20,7 +20,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -203,10 +203,10 @@ class QemuSession:
         return _records(reply, "qom-list", {"name": str, "type": str}, required=2)
 
 
-_PROPERTY_FIELDS = {"name": str, "type": str, "description": str}
+_PROPERTY_FIELDS: Mapping[str, type] = {"name": str, "type": str, "description": str}
 
 
-def _records(reply: Any, what: str, fields: dict[str, type], required: int = 1
+def _records(reply: Any, what: str, fields: Mapping[str, type], required: int = 1
              ) -> list[dict[str, Any]]:
     """A QMP reply that must be a list of objects.
 
@@ -214,7 +214,7 @@ def _records(reply: Any, what: str, fields: dict[str, type], required: int = 1
     must have its type.  QEMU sends exactly this; anything else means the
     peer is not the QEMU we think it is, and gets one line, not a traceback.
     """
-    records = _expect(reply, list, what)
+    records: list[dict[str, Any]] = _expect(reply, list, what)
     names = list(fields)
     for i, record in enumerate(records):
         _expect(record, dict, what)

@@ -71,14 +71,14 @@ def _machine_help(binary: str, timeout: float) -> list[dict[str, Any]]:
         raise EnvironmentUnavailable(f"QEMU binary '{binary}': {err.strerror}") from None
     with child:
         try:
-            out, err = child.communicate(timeout=timeout)
+            out, errout = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
             raise EnvironmentUnavailable(
                 f"'{binary} -machine help' did not finish in {timeout:g} s") from None
-    stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    stdout, stderr = out.decode("utf-8", "replace"), errout.decode("utf-8", "replace")
     if child.returncode != 0:
         why = (stderr.strip().splitlines() or ["no message"])[-1]
         raise EnvironmentUnavailable(f"'{binary} -machine help' failed: {why}")
