@@ -11,11 +11,21 @@ exit codes are the ones the README documents:
 
 from __future__ import annotations
 
+# Messages quote what the operator gave us, which may hold newlines or other
+# control characters; shown raw they would break the one-line promise (and
+# could forge a second line).  They are shown escaped, as Python would.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f, 0x85]}
+_ESCAPES.update({0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t", 0x2028: "\\u2028",
+                 0x2029: "\\u2029"})
+
 
 class MachinesError(Exception):
     """Base class: ``str(err)`` is the one line shown to the operator."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return super().__str__().translate(_ESCAPES)
 
 
 class UsageError(MachinesError):

@@ -103,9 +103,6 @@ def _vm_from(doc: Any, number: int, where: str) -> Vm:
     return Vm(doc["id"], doc["machine"], **values)
 
 
-CHUNK = 10_000  # lines parsed at once: one json.loads per chunk is much faster than per line
-
-
 def read_vms(path: str) -> Iterator[Vm]:
     """The fleet's VMs in order; a bad line fails with its number."""
     try:
@@ -113,32 +110,19 @@ def read_vms(path: str) -> Iterator[Vm]:
     except OSError as err:
         raise DataError(f"fleet {path}: {err.strerror}") from None
     with fh:
-        chunk: list[tuple[int, str]] = []
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                chunk.append((number, line))
-            if len(chunk) >= CHUNK:
-                yield from _parse_chunk(chunk, path)
-                chunk = []
-        yield from _parse_chunk(chunk, path)
-
-
-def _parse_chunk(chunk: list[tuple[int, str]], where: str) -> Iterator[Vm]:
-    try:
-        docs = json.loads("[" + ",".join(line for _, line in chunk) + "]")
-    except (json.JSONDecodeError, RecursionError):
-        docs = None  # find the culprit line by line
-    if not isinstance(docs, list) or len(docs) != len(chunk):
-        docs = []
-        for number, line in chunk:
-            try:
-                docs.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}:{number}: not JSON ({err.msg})") from None
-            except RecursionError:
-                raise DataError(f"{where}:{number}: nested too deeply") from None
-    for (number, _), doc in zip(chunk, docs, strict=True):
-        yield _vm_from(doc, number, where)
+        loads = json.loads
+        try:
+            for number, line in enumerate(fh, 1):
+                # One line, one JSON document: parsing lines joined together would be
+                # faster, but would accept a VM split over two lines.
+                if line.strip():
+                    yield _vm_from(loads(line), number, path)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{number}: not JSON ({err.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{number}: nested too deeply") from None
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text") from None
 
 
 def read_hosts(directory: str) -> list[HostProfile]:

@@ -11,6 +11,14 @@ import os
 import shutil
 
 import pytest
+from hypothesis import settings
+
+# Property tests: a few hundred inputs per reader in the normal run; the fuzz
+# env ('tox -e fuzz', --hypothesis-profile=fuzz) runs 100,000 each.  No
+# deadline: a slow example on a busy CI machine is not a failure.
+settings.register_profile("default", max_examples=300, deadline=None)
+settings.register_profile("fuzz", max_examples=100_000, deadline=None)
+settings.load_profile("default")
 
 QEMU_BINARY = os.environ.get("MACHINES_QEMU", "qemu-system-x86_64")
 

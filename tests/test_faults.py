@@ -111,7 +111,10 @@ def test_interrupted_write_keeps_the_previous_file(sig: signal.Signals, tmp_path
     env = {**os.environ, "PYTHONPATH": ROOT}
     child = subprocess.Popen([sys.executable, "-m", "machines", "preflight", "--fleet", vms,
                               "--hosts", hosts, "-o", str(out)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             # A test run started in the background ('&') ignores
+                             # SIGINT, and children inherit that: undo it for this one.
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     # Wait until the temporary holds part of the answer: the run is mid-write.
     while not any(p.stat().st_size > 0 for p in _temporaries(tmp_path, out.name)):
@@ -138,3 +141,22 @@ def test_completed_write_replaces_the_file(tmp_path: Path, capsys: pytest.Captur
     assert main(["matrix", "--family", "q35", "--since", "10.0", "-o", str(out)]) == 0
     assert "pc-q35-10.0" in out.read_text()
     assert _temporaries(tmp_path, out.name) == []
+
+
+def test_an_endless_object_tree_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer whose every object has a child would walk forever: bounded."""
+    import asyncio
+
+    from machines.compat import importer
+    from machines.errors import EnvironmentUnavailable
+    from machines.qmp import QemuSession
+
+    class Endless:
+        async def execute(self, command: str, arguments: dict[str, object] | None = None
+                          ) -> object:
+            assert command == "qom-list"
+            return [{"name": "child", "type": "child<device>"}]
+
+    monkeypatch.setattr(importer, "MAX_OBJECTS", 50)
+    with pytest.raises(EnvironmentUnavailable, match="more than 50 objects under /machine"):
+        asyncio.run(importer._walk(QemuSession(Endless())))  # type: ignore[arg-type]

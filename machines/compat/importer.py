@@ -383,14 +383,22 @@ async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]]
     return dict(sorted(out.items()))
 
 
+async def describe(session: QemuSession) -> dict[str, Any]:
+    """What one QEMU says about itself: version, machines, QOM types and properties."""
+    version, package = await session.version()
+    machines = await session.machines()
+    types = await session.types()
+    drivers = {str(p.get("qom-type")) for m in machines for p in m.get("compat-props") or []}
+    qom = await _qom(session, types, drivers)
+    return {"version": version, "package": package, "machines": machines, "qom": qom,
+            "drivers": drivers}
+
+
 async def _query(binary: str, timeout: float) -> dict[str, Any]:
     async with QemuProcess(binary, IMPORT_ARGS, timeout=timeout) as process:
-        session = QemuSession(process)
-        version, package = await session.version()
-        machines = await session.machines()
-        types = await session.types()
-        drivers = {str(p.get("qom-type")) for m in machines for p in m.get("compat-props") or []}
-        qom = await _qom(session, types, drivers)
+        described = await describe(QemuSession(process))
+    version, package, machines, qom, drivers = (described[k] for k in (
+        "version", "package", "machines", "qom", "drivers"))
     parents = {n: v[0] for n, v in qom["types"].items()}
     abstract = {n for n, v in qom["types"].items() if v[1]}
     qom["instances"] = share_up(await _instances(binary, timeout, machines, qom, drivers),
@@ -403,11 +411,19 @@ def import_build(binary: str, source: Path | None = None, timeout: float = 20.0,
     """Everything the data file holds, read from ``binary`` (and ``source``)."""
     listing = _machine_help(binary, timeout)
     raw = asyncio.run(_query(binary, timeout))
+    facts = read_source(source) if source is not None else None
+    options = read_options(source) if source is not None else None
+    return assemble(binary, listing, raw, facts, options, command)
+
+
+def assemble(binary: str, listing: list[dict[str, Any]], raw: dict[str, Any],
+             facts: SourceFacts | None = None, options: dict[str, bool] | None = None,
+             command: Sequence[str] = ()) -> dict[str, Any]:
+    """The data file from what QEMU said (``raw``) and, optionally, its sources."""
     flat = {str(m["name"]): _entries(m) for m in raw["machines"]}
     listed = {row["name"] for row in listing}
     if set(flat) != listed:
         raise EnvironmentUnavailable("query-machines and -machine help list different machines")
-    facts = read_source(source) if source is not None else None
     if facts is not None and facts.version != raw["version"]:
         raise DataError(f"source tree is QEMU {facts.version} but the binary is {raw['version']}")
     if facts is not None:
@@ -443,6 +459,6 @@ def import_build(binary: str, source: Path | None = None, timeout: float = 20.0,
         # AccelClass compat_props: QMP does not show them; for kvm and tcg
         # they are empty in every QEMU so far (only xen has any).
         "accel_compat": {"kvm": [], "tcg": []},
-        "options": read_options(source) if source is not None else None,
+        "options": options,
         "qom": raw["qom"],
     }
