@@ -67,7 +67,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 _OURS_WITH_VALUE = {
     "resolve": {"--device", "--release", "--build", "--cmdline", "--kernel", "--stream-state"},
     "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--cmdline",
-                  "--libvirt", "--qmp", "--source-state", "--fleet", "--hosts", "-o",
+                  "--libvirt", "--qmp", "--source-state", "--state", "--fleet", "--hosts", "-o",
                   "--output"},
 }
 
@@ -159,6 +159,17 @@ def _seoib_decisions(resolver: Any, args: argparse.Namespace) -> list[Any]:
     return [decide(inputs, caps(p)) for p in kernel_profiles(args.kernel)]
 
 
+def _with_saved_machine(opts: Any, saved: Any) -> Any:
+    """The VM's options with the stream's machine type when they name none."""
+    if opts.machine_opt("type") is not None:
+        return opts
+    if saved.machine is None:
+        raise UsageError(f"{saved.path} has no configuration section (no machine type); "
+                         "give -machine")
+    return opts._replace(machine=(("type", saved.machine), *opts.machine),
+                         machine_text=",".join(filter(None, (saved.machine, opts.machine_text))))
+
+
 def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[Any, Any, str]:
     """(QEMU options, source host profile, how the VM was described)."""
     from machines.hostprofile import from_spec
@@ -216,7 +227,21 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
         raise UsageError("give at least one --dest HOST")
     opts, (source_host, release), described = _preflight_source(args, qemu_args)
     build = source_host.build if source_host else get_build(release)
+    saved = None
+    if args.state is not None:
+        from machines.savevm import read_saved_state
+
+        if args.source_state is not None or args.qmp is not None:
+            raise UsageError("--state gives the VM's SEOIB state; drop "
+                             + ("--source-state" if args.source_state else "--qmp"))
+        saved = read_saved_state(args.state)
+        opts = _with_saved_machine(opts, saved)
+        described += f", saved state {args.state}"
     config = configure(build, opts)
+    if saved is not None and saved.machine is not None and config.machine.name != saved.machine:
+        raise UsageError(f"{args.state} was saved from machine type {saved.machine}, but the "
+                         f"VM is configured as {config.machine.name}; QEMU would refuse to "
+                         "load it")
     resolver = Resolver(config)
     resolver.check_accel()
     dests = [from_spec(d) for d in args.dest]
@@ -225,7 +250,7 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
         import shlex
 
         dest_args = parse_args(shlex.split(args.dest_args))
-    running = args.qmp is not None or args.source_state is not None
+    running = args.qmp is not None or args.source_state is not None or saved is not None
     inputs = inputs_from(resolver, None)
     kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
     kernel = None
@@ -239,6 +264,10 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
             raise UsageError(f"--source-state {args.source_state}: expected QUIRKED, "
                              "RESPECTED or NOT_ADVERTISED") from None
         origin = "given (--source-state)"
+    elif saved is not None:
+        state = saved.effective_seoib if kvm_lapic else None
+        origin = ("the saved state's x86-seoib-state" if saved.seoib is not None
+                  else "saved state without x86-seoib-state")
     elif not kvm_lapic:
         state, origin = None, "no KVM LAPIC"
     elif running and not build.seoib_aware:
@@ -300,16 +329,24 @@ def _cmd_loadvm_check(args: argparse.Namespace) -> int:
     from machines.kernels import caps, kernel_profiles
 
     try:
-        current, snapshot = SeoibState.parse(args.current), SeoibState.parse(args.snapshot)
+        current = SeoibState.parse(args.current)
+        snapshot = SeoibState.parse(args.snapshot) if args.snapshot is not None else None
     except KeyError as err:
         raise UsageError(f"unknown SEOIB state {err}; expected QUIRKED, RESPECTED or "
                          "NOT_ADVERTISED") from None
+    machine = None
+    if snapshot is None:
+        from machines.savevm import read_saved_state
+
+        saved = read_saved_state(args.state)
+        snapshot, machine = saved.effective_seoib, saved.machine
     results = [(p.name, check_restore(current, snapshot, caps(p), args.irqchip))
                for p in kernel_profiles(args.kernel)]
     if args.json:
         report.print_json({
             "schema": "machines/loadvm-check/v1",
             "current": current.name, "snapshot": snapshot.name,
+            "snapshot_file": args.state, "snapshot_machine": machine,
             "kernels": {name: {"allowed": r.allowed, "x2apic_api_flags": r.flags,
                                "reason": r.reason, "fix": r.fix} for name, r in results},
         })
@@ -411,6 +448,18 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from machines import report
+    from machines.savevm import read_saved_state
+
+    saved = read_saved_state(args.file)
+    if args.json:
+        report.print_json(report.inspect_json(saved))
+    else:
+        sys.stdout.write(report.inspect_text(saved))
+    return 0
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -468,8 +517,8 @@ def _sub_preflight(sub: Any) -> None:
     p = sub.add_parser("preflight", help="can this VM migrate to those hosts?",
                        usage="machines preflight --dest HOST [--dest HOST]... [--json] "
                              "[--source-host HOST] [--release R] [--dest-args 'ARGS'] "
-                             "[--source-state STATE] [--cmdline LINE | --libvirt XML | "
-                             "--qmp SOCKET | [--] QEMU ARGS...]")
+                             "[--source-state STATE | --state FILE] "
+                             "[--cmdline LINE | --libvirt XML | --qmp SOCKET | [--] QEMU ARGS...]")
     p.add_argument("--dest", action="append", default=[], metavar="HOST",
                    help="destination: a host-profile file or KERNEL/QEMU, e.g. linux-6.12/10.2 "
                         "(repeatable)")
@@ -483,6 +532,9 @@ def _sub_preflight(sub: Any) -> None:
     p.add_argument("--qmp", metavar="SOCKET", help="the source VM running, by its QMP socket")
     p.add_argument("--source-state", metavar="STATE",
                    help="the running VM's SEOIB state (QUIRKED, RESPECTED, NOT_ADVERTISED)")
+    p.add_argument("--state", metavar="FILE",
+                   help="the VM as a saved state or migration stream: its machine type and "
+                        "SEOIB state")
     p.add_argument("--json", action="store_true")
     p.add_argument("--fleet", metavar="VMS.jsonl",
                    help="a whole fleet: one VM per line (with --hosts); JSON lines out")
@@ -496,7 +548,10 @@ def _sub_loadvm_check(sub: Any) -> None:
                        help="can a running VM restore a snapshot with this SEOIB state?")
     p.add_argument("--current", required=True, metavar="STATE",
                    help="the VM's current state: QUIRKED, RESPECTED or NOT_ADVERTISED")
-    p.add_argument("--snapshot", required=True, metavar="STATE", help="the snapshot's state")
+    snap = p.add_mutually_exclusive_group(required=True)
+    snap.add_argument("--snapshot", metavar="STATE", help="the snapshot's state")
+    snap.add_argument("--state", metavar="FILE",
+                      help="the snapshot as a saved state file (its x86-seoib-state)")
     p.add_argument("--kernel", metavar="PROFILE")
     p.add_argument("--irqchip", choices=("on", "split"), default="split")
     p.add_argument("--json", action="store_true")
@@ -544,6 +599,14 @@ def _sub_import(sub: Any) -> None:
     p.set_defaults(func=_cmd_import)
 
 
+def _sub_inspect(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="machine type and SEOIB state of a saved VM state "
+                                       "or migration stream")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_inspect)
+
+
 def _sub_probe(sub: Any) -> None:
     p = sub.add_parser("probe", help="what this host's KVM supports (kernel profile)",
                        add_help=False)
@@ -559,6 +622,7 @@ _SUBCOMMANDS = {
     "compare": _sub_compare,
     "matrix": _sub_matrix,
     "import": _sub_import,
+    "inspect": _sub_inspect,
     "probe": _sub_probe,
 }
 

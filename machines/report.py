@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # keep 'machines list' from importing the resolver
     from machines.preflight import Destination
     from machines.preflight import Source as PreflightSource
     from machines.resolve import Resolved, Resolver
+    from machines.savevm import SavedState
 
 
 def print_json(doc: Any) -> None:
@@ -281,3 +282,35 @@ def compare_json(build: Build, table: CompareTable) -> dict[str, Any]:
             for d, p, cells in table.rows
         ],
     }
+
+
+def inspect_json(saved: SavedState) -> dict[str, Any]:
+    return {
+        "schema": "machines/inspect/v1",
+        "file": saved.path,
+        "size": saved.size,
+        "machine": saved.machine,
+        "seoib_section": saved.seoib is not None,
+        "seoib_state": saved.effective_seoib.name,
+        "sections": [{"kind": s.kind, "name": s.name, "instance_id": s.instance_id,
+                      "version": s.version, "offset": s.offset, "size": s.size}
+                     for s in saved.sections],
+    }
+
+
+def inspect_text(saved: SavedState) -> str:
+    out = io.StringIO()
+    out.write(f"{saved.path}: QEMU migration stream v3, {saved.size} bytes\n")
+    out.write(f"machine type: {saved.machine or '(no configuration section)'}\n")
+    if saved.seoib is None:
+        out.write("SEOIB: no x86-seoib-state section: QUIRKED\n")
+    else:
+        out.write(f"SEOIB: x86-seoib-state: {saved.seoib.name}\n")
+    out.write(f"sections ({len(saved.sections)}):\n")
+    for s in saved.sections:
+        ident = f" instance {s.instance_id}" if s.instance_id is not None else ""
+        version = f" v{s.version}" if s.version is not None else ""
+        size = f", {s.size} bytes" if s.size is not None else " (RAM, not read)" \
+            if s.kind == "iterative" else ""
+        out.write(f"  @{s.offset:<10} {s.name}{ident}{version}{size}\n")
+    return out.getvalue()
