@@ -191,6 +191,9 @@ class _Reader:
         described = desc.get("configuration")
         if isinstance(described, dict):
             total = _size(described, "configuration", self, 0)
+            if total < 4 + length:
+                raise self.fail(9, "the configuration section does not match the vmstate "
+                                   "description")
             return machine, 9 + total
         # No description of it: step over the two fields; subsections follow only
         # with capabilities this reader then cannot size.
