@@ -313,13 +313,16 @@ class _Replies:
 
     async def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         reply = self.replies.get(command)
-        if isinstance(reply, QmpCommandError):
-            raise reply
+        if reply is _FAILS:  # a fresh error each time, as from a real peer
+            raise QmpCommandError(command, "nope", "GenericError")
         return reply
 
 
+_FAILS = object()  # stands for a QMP error reply
+
+
 REPLIES = st.fixed_dictionaries({c: st.one_of(JSON, _plausible(c), _plausible(c),
-                                              st.just(QmpCommandError(c, "nope", "Generic")))
+                                              st.just(_FAILS))
                                  for c in COMMANDS})
 
 
