@@ -312,11 +312,12 @@ def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if args.output:
         from machines.fileio import atomic_stream
 
-        with atomic_stream(args.output) as out:
-            totals = run.run(vms, out)
-            out.write((json.dumps({"summary": totals}) + "\n").encode())
+        sink: Any = atomic_stream(args.output)
     else:
-        out = sys.stdout.buffer
+        import contextlib
+
+        sink = contextlib.nullcontext(sys.stdout.buffer)
+    with sink as out:
         totals = run.run(vms, out)
         out.write((json.dumps({"summary": totals}) + "\n").encode())
         out.flush()

@@ -235,7 +235,7 @@ class _Reader:
         found: list[tuple[dict[str, Any], Section]] = []
         pos = end
         for device, size in zip(reversed(described), reversed(sizes), strict=True):
-            total = _header_size(device) + size + (5 if footers else 0)
+            total = _section_size(device, size, footers)
             section = self._check(device, size, pos - total, footers)
             if section is None:
                 break
@@ -248,8 +248,8 @@ class _Reader:
                ) -> Section | None:
         """The section for ``device`` if its header (and footer) really sit at ``offset``."""
         name = device["name"].encode("utf-8", "replace")
-        header = 1 + 4 + 1 + len(name) + 4 + 4
-        total = header + size + (5 if footers else 0)
+        header = _header_size(device)
+        total = _section_size(device, size, footers)
         if offset < 8 or offset + total > self.size or len(name) > 255:
             return None
         head = self.at(offset, header)
@@ -301,7 +301,13 @@ class _Reader:
 
 
 def _header_size(device: dict[str, Any]) -> int:
+    """type, section id, name length, name, instance id, version."""
     return 1 + 4 + 1 + len(str(device["name"]).encode("utf-8", "replace")) + 4 + 4
+
+
+def _section_size(device: dict[str, Any], payload: int, footers: bool) -> int:
+    """A whole FULL section: header, payload, and the footer (0x7e, section id) if sent."""
+    return _header_size(device) + payload + (5 if footers else 0)
 
 
 def _size(described: Any, path: str, reader: _Reader, depth: int) -> int:
