@@ -468,8 +468,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from machines.fileio import atomic_write_json
     from machines.report import print_json
 
-    data = import_build(args.qemu, Path(args.source) if args.source else None,
-                        timeout=args.timeout, command=["machines", "import", *sys.argv[2:]])
+    from machines.qmp import QemuCommand
+
+    if bool(args.qemu) == bool(args.chroot):
+        raise UsageError("machines import: give --qemu COMMAND or --chroot DIR")
+    qemu = QemuCommand.chroot(args.chroot) if args.chroot else QemuCommand.parse(args.qemu)
+    data = import_build(qemu, Path(args.source) if args.source else None,
+                        timeout=args.timeout, command=["machines", "import", *sys.argv[2:]],
+                        known=[Path(k) for k in args.known])
     if args.output:
         atomic_write_json(args.output, data)
         machines = sum(1 for m in data["machines"])
@@ -592,9 +598,19 @@ def _sub_matrix(sub: Any) -> None:
 
 def _sub_import(sub: Any) -> None:
     p = sub.add_parser("import", help="read a real QEMU binary into a build data file")
-    p.add_argument("--qemu", required=True, metavar="BINARY")
-    p.add_argument("--source", metavar="DIR",
-                   help="upstream QEMU source tree of the same version (names the compat arrays)")
+    p.add_argument("--qemu", metavar="COMMAND",
+                   help="the QEMU binary, or a command prefix that runs it "
+                        "('chroot /var/lib/machines-zoo/bullseye qemu-system-x86_64')")
+    p.add_argument("--chroot", metavar="DIR",
+                   help="run DIR's qemu-system-x86_64 inside that chroot (same as --qemu "
+                        "'chroot DIR qemu-system-x86_64')")
+    p.add_argument("--source", metavar="DIR|FILE",
+                   help="QEMU source tree of the same version, or its source-arrays file "
+                        "(names the compat arrays; required before QEMU 9.1, whose "
+                        "query-machines has no compat-props)")
+    p.add_argument("--known", metavar="FILE", action="append", default=[],
+                   help="source-arrays file or import of another version, to name the "
+                        "arrays of a build without its own source (repeatable)")
     p.add_argument("-o", "--output", metavar="FILE")
     p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS")
     p.set_defaults(func=_cmd_import)

@@ -361,11 +361,18 @@ def split_command_line(text: str) -> tuple[str | None, list[str]]:
         words = shlex.split(text, comments=False, posix=True)
     except ValueError as err:
         raise UsageError(f"cannot split the command line: {err}") from None
+    if not words:
+        # A script that grepped nothing from a log must not get an answer for
+        # a VM it never described.
+        raise UsageError("the command line is empty: give the QEMU command line to judge")
     for i, word in enumerate(words):
         if _QEMU_PROGRAM.match(word.rsplit("/", 1)[-1]):
             return word, words[i + 1 :]
     while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
         words.pop(0)
+    if not words:
+        raise UsageError("the command line has only environment assignments, no QEMU "
+                         "arguments")
     return None, words
 
 

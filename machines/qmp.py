@@ -7,6 +7,12 @@
   before its monitor is up is noticed at once instead of after a timeout.
 * client: :class:`QemuSession` adds the few typed queries this project asks.
 
+A QEMU is named by a :class:`QemuCommand`: a binary, or a command prefix such
+as ``chroot /var/lib/machines-zoo/bullseye qemu-system-x86_64`` (a build of
+another Debian suite).  A chroot'd QEMU sees the chroot's files, so every
+path handed to it (the monitor socket, a stream file) is made under the
+chroot and given as the chroot sees it.
+
 Every failure becomes :class:`machines.errors.EnvironmentUnavailable` with one
 line that says what QEMU did; ``qemu.qmp`` is imported only when needed so
 that commands which never start QEMU do not pay for it.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import tempfile
@@ -24,7 +31,9 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from machines.errors import EnvironmentUnavailable
+from attrs import frozen
+
+from machines.errors import EnvironmentUnavailable, UsageError
 
 DEFAULT_TIMEOUT = 20.0
 
@@ -38,6 +47,77 @@ class QmpCommandError(EnvironmentUnavailable):
         self.error_class = error_class
         super().__init__(f"QEMU refused '{command}': {desc}")
 BASE_ARGS = ("-nodefaults", "-display", "none")
+DEFAULT_BINARY = "qemu-system-x86_64"
+
+
+@frozen
+class QemuCommand:
+    """How to start one QEMU build: the argv before QEMU's own arguments.
+
+    ``root`` is the directory that QEMU sees as ``/`` (a chroot's), so that
+    files shared with it can be placed where both sides find them.
+    """
+
+    argv: tuple[str, ...]
+    root: str = "/"
+
+    @classmethod
+    def parse(cls, text: str | Sequence[str]) -> QemuCommand:
+        """A binary or a command prefix; ``chroot DIR BINARY`` is recognised."""
+        try:
+            argv = tuple(shlex.split(text) if isinstance(text, str) else text)
+        except ValueError as err:
+            raise UsageError(f"QEMU command {text!r}: {err}") from None
+        if not argv:
+            raise UsageError("empty QEMU command")
+        if os.path.basename(argv[0]) == "chroot":
+            rest = [a for a in argv[1:] if not a.startswith("-")]
+            if len(rest) >= 2:
+                return cls(argv, os.path.realpath(rest[0]))
+            raise UsageError(f"QEMU command {' '.join(argv)!r}: chroot needs a directory "
+                             "and the QEMU binary inside it")
+        return cls(argv)
+
+    @classmethod
+    def chroot(cls, directory: str, binary: str = DEFAULT_BINARY) -> QemuCommand:
+        if not os.path.isdir(directory):
+            raise UsageError(f"chroot directory '{directory}' does not exist")
+        return cls(("chroot", directory, binary), os.path.realpath(directory))
+
+    @classmethod
+    def of(cls, qemu: str | QemuCommand) -> QemuCommand:
+        return qemu if isinstance(qemu, QemuCommand) else cls.parse(qemu)
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.argv)
+
+    def guest_path(self, host_path: str) -> str:
+        """A path under ``root`` as QEMU sees it."""
+        if self.root == "/":
+            return host_path
+        rel = os.path.relpath(os.path.realpath(host_path), self.root)
+        if rel.startswith(".."):
+            raise UsageError(f"'{host_path}' is outside {self.root}, which QEMU cannot see")
+        return "/" + rel
+
+    def mkdtemp(self, prefix: str) -> str:
+        """A private directory QEMU can reach (under the chroot's /tmp)."""
+        base = None if self.root == "/" else os.path.join(self.root, "tmp")
+        return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+    def resolved(self) -> list[str]:
+        """The argv with its program looked up on PATH; an error if it is missing."""
+        program = shutil.which(self.argv[0])
+        if program is None:
+            raise EnvironmentUnavailable(f"QEMU binary '{self.argv[0]}' not found")
+        if self.root != "/" and len(self.argv) >= 3:
+            inside = self.argv[-1]
+            found = any(os.path.exists(os.path.join(self.root, d.lstrip("/"), inside))
+                        for d in ("", "/usr/bin", "/usr/local/bin", "/bin"))
+            if not found:
+                raise EnvironmentUnavailable(f"QEMU binary '{inside}' not found in {self.root}")
+        return [program, *self.argv[1:]]
 
 
 def _last_line(path: str) -> str:
@@ -56,8 +136,10 @@ def _last_line(path: str) -> str:
 class QemuProcess:
     """One QEMU child with a QMP monitor; an async context manager."""
 
-    def __init__(self, binary: str, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.binary = binary
+    def __init__(self, binary: str | QemuCommand, args: Sequence[str],
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.command = QemuCommand.of(binary)
+        self.binary = self.command.name
         self.args = tuple(args)
         self.timeout = timeout
         self.tmpdir: str | None = None
@@ -80,18 +162,16 @@ class QemuProcess:
     async def _start(self) -> None:
         from qemu.qmp import QMPClient
 
-        resolved = shutil.which(self.binary)
-        if resolved is None:
-            raise EnvironmentUnavailable(f"QEMU binary '{self.binary}' not found")
-        self.tmpdir = tempfile.mkdtemp(prefix="machines-qmp-")
+        argv = self.command.resolved()
+        self.tmpdir = self.command.mkdtemp("machines-qmp-")
         sock = os.path.join(self.tmpdir, "qmp.sock")
         stderr_path = os.path.join(self.tmpdir, "stderr")
         self.client = QMPClient("machines")
         await self.client.start_server(sock)
         with open(stderr_path, "wb") as err:
             self.proc = await asyncio.create_subprocess_exec(
-                resolved, *self.args,
-                "-chardev", f"socket,id=machines-qmp,path={sock}",
+                *argv, *self.args,
+                "-chardev", f"socket,id=machines-qmp,path={self.command.guest_path(sock)}",
                 "-mon", "chardev=machines-qmp,mode=control",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
                 start_new_session=True,
@@ -173,7 +253,13 @@ class QemuSession:
         return ".".join(map(str, parts)), str(reply.get("package", "")).strip()
 
     async def machines(self) -> list[dict[str, Any]]:
-        reply = await self.process.execute("query-machines", {"compat-props": True})
+        try:
+            reply = await self.process.execute("query-machines", {"compat-props": True})
+        except QmpCommandError as err:
+            if "compat-props" not in err.desc:
+                raise
+            # QEMU before 9.1 has no such argument (nor the field in the reply).
+            reply = await self.process.execute("query-machines")
         found = _records(reply, "query-machines", {"name": str, "alias": str,
                                                     "default-cpu-type": str})
         for machine in found:

@@ -1,9 +1,10 @@
 """Which QEMU builds this tool knows, and loading them.
 
-* the model's releases ``10.0``, ``10.1`` (10.1.0), ``10.1.2`` and ``10.2``
-  (the newest, and the default);
-* real binaries read by ``machines import``: ``10.0.2`` ships, and any
-  import file can be named by its path.
+* the model's releases ``10.0``, ``10.1`` (10.1.0), ``10.1.2``, ``10.2``,
+  ``10.2.2``, ``11.0`` and ``11.1`` (the newest, and the default);
+* real binaries read by ``machines import``: Debian's ``5.2``, ``7.2``,
+  ``10.0.2``, ``10.0.13`` and ``11.1.3`` ship, and any import file can be
+  named by its path.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from machines.qom import PropertyInfo, QomTypes
 from machines.schema import check_schema, expect, get, load_json
 
 DATA = os.path.join(os.path.dirname(__file__), "compat", "data")  # no pathlib: cold start
-MODEL_RELEASES = ("10.0", "10.1", "10.1.2", "10.2")
-NEWEST = "10.2"
-IMPORTED = {"10.0.2": os.path.join(DATA, "qemu-10.0.2.json")}
+MODEL_RELEASES = ("10.0", "10.1", "10.1.2", "10.2", "10.2.2", "11.0", "11.1")
+NEWEST = "11.1"
+# Real builds, by the name they go by; each file records its Debian package.
+IMPORTED = {name: os.path.join(DATA, f"qemu-{name}.json")
+            for name in ("5.2", "7.2", "10.0.2", "10.0.13", "11.1.3")}
+# Full versions of the imported builds whose short name differs.
+VERSION_NAMES = {"5.2.0": "5.2", "7.2.22": "7.2", "10.1.0": "10.1", "10.2.0": "10.2",
+                 "11.0.0": "11.0", "11.1.0": "11.1"}
 BUILD_SCHEMA = ("qemu-build", 1)
 MODEL_SCHEMA = ("model", 1)
 
@@ -37,10 +43,11 @@ def get_build(name: str | None = None) -> Build:
     name = name or NEWEST
     if name in MODEL_RELEASES:
         return _model_build(name)
+    name = VERSION_NAMES.get(name, name)
+    if name in MODEL_RELEASES:
+        return _model_build(name)
     if name in IMPORTED:
         return _imported_build(str(IMPORTED[name]))
-    if name == "10.1.0":
-        return _model_build("10.1")
     if name.endswith(".json") or os.path.exists(name):
         return _imported_build(os.path.realpath(name))
     raise UsageError(f"unknown QEMU build '{name}'; known: {', '.join(build_names())} "
@@ -94,8 +101,8 @@ def _tables_from(doc: dict[str, Any]) -> dict[str, CompatTable]:
 @cache
 def _imported_build(path: str) -> Build:
     doc = _load_import(path)
-    shipped = os.path.dirname(path) == os.path.realpath(DATA)
-    return build_from_import(doc, doc["qemu"]["version"] if shipped else path)
+    shipped = next((n for n, p in IMPORTED.items() if os.path.realpath(p) == path), None)
+    return build_from_import(doc, shipped or path)
 
 
 def build_from_import(doc: dict[str, Any], name: str) -> Build:
@@ -142,7 +149,8 @@ def _model_tables(release: str) -> dict[str, CompatTable]:
 
 
 def _model_qom(release: str) -> QomTypes:
-    base = _load_import(str(IMPORTED[_model_doc()["base"]]))
+    base_name = _model_doc()["qom_base"][release]
+    base = _load_import(str(IMPORTED[base_name]))
     qom = _qom_from(base)
     # Machine types newer than the base build get the QOM type of their family's
     # newest one there (their machine properties are the same).
@@ -153,9 +161,10 @@ def _model_qom(release: str) -> QomTypes:
                         and f"{m}-machine" in qom]
             newest = max(siblings, key=version_key)
             qom.add_type(typename, like=f"{newest}-machine")
+    # Properties added after the base build, up to this release (model-properties.json).
     order = MODEL_RELEASES.index(release)
     for prop in _model_doc()["properties"]:
-        if MODEL_RELEASES.index(prop["release"]) <= order:
+        if base_name == "10.0.2" and MODEL_RELEASES.index(prop["release"]) <= order:
             qom.add_property(prop["type"], PropertyInfo(
                 prop["property"], prop["qapi_type"], prop["default"], True,
                 prop.get("description", ""), prop["release"]))
@@ -171,7 +180,7 @@ def _model_build(release: str) -> Build:
     machines: list[type[MachineType]] = pc_machines(release, numbers, tables)
     # Machines outside the PC families (microvm, isapc, none, x-remote) are
     # carried from the imported base build, in the places its listing had them.
-    others = _model_doc()["other_machines"]
+    others = _model_doc()["other_machines"][_model_doc()["qom_base"][release]]
     before = [row["name"] for row in others if row["before_pc"]]
     after = [row["name"] for row in others if not row["before_pc"]]
     for row in others:
@@ -181,14 +190,12 @@ def _model_build(release: str) -> Build:
             "deprecated": bool(row["deprecated"]), "default_kernel_irqchip_split": None,
             "default_cpu_type": row["default_cpu_type"],
             "own_compat": tuple(tables[t] for t in row["tables"]),
-            "__doc__": f"{name} as QEMU {release} defines it (as in {_model_doc()['base']}).",
+            "__doc__": f"{name} as QEMU {release} defines it "
+                       f"(as in {_model_doc()['qom_base'][release]}).",
         }))
-    designs = _model_doc().get("designs", {})
-    seoib = release in designs.get("seoib", {}).get("releases", [])
     return Build(
         release, numbers, "model", machines,
         help_order(machines, before, after), lambda: _model_qom(release),
-        seoib_aware=seoib, globals_reach_accel=seoib,
         accel_compat={"kvm": [], "tcg": []},
         provenance=_model_doc().get("provenance", {}),
     )

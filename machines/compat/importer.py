@@ -21,20 +21,23 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from machines import __version__
-from machines.compat.csource import SourceFacts, read_options, read_source
 from machines.errors import DataError, EnvironmentUnavailable
 from machines.naming import parse_machine_name, version_key
-from machines.qmp import BASE_ARGS, QemuProcess, QemuSession, QmpCommandError
+from machines.qmp import BASE_ARGS, QemuCommand, QemuProcess, QemuSession, QmpCommandError
 
 SCHEMA = "machines/qemu-build/v1"
 IMPORT_ARGS = ("-machine", "none", "-accel", "tcg", *BASE_ARGS)
 
 Entry = tuple[str, str, str]
+# A source-arrays document (machines/source-arrays/v1): "tables" maps each
+# GlobalProperty array to its [driver, property, value] entries, "machines"
+# each pc type to {"tables": [arrays in chain order], "kernel_irqchip_split"}.
+SourceArrays = dict[str, Any]
 
 
 def parse_machine_help(text: str) -> list[dict[str, Any]]:
@@ -59,10 +62,12 @@ def parse_machine_help(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _machine_help(binary: str, timeout: float) -> list[dict[str, Any]]:
+def _machine_help(qemu: QemuCommand, timeout: float) -> list[dict[str, Any]]:
+    binary = qemu.name
     try:
         # Its own session, so a timeout kills whatever the binary started too.
-        child = subprocess.Popen([binary, "-machine", "help"], stdin=subprocess.DEVNULL,
+        child = subprocess.Popen([*qemu.resolved(), "-machine", "help"],
+                                 stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  start_new_session=True)
     except FileNotFoundError:
@@ -99,36 +104,111 @@ def _entries(machine: dict[str, Any]) -> list[Entry]:
     return out
 
 
-def label_from_source(flat: dict[str, list[Entry]], facts: SourceFacts
+def label_from_source(flat: dict[str, list[Entry]], source: SourceArrays
                       ) -> tuple[dict[str, list[Entry]], dict[str, list[str]]]:
     """Cut each flat list along the source's arrays; the cut must be exact."""
     tables: dict[str, list[Entry]] = {}
     machines: dict[str, list[str]] = {}
     for name, entries in flat.items():
-        src = facts.machines.get(name)
+        src = source["machines"].get(name)
         if src is None:
             continue
         pos = 0
-        for table in src.tables:
-            if table not in facts.tables:
+        for table in src["tables"]:
+            if table not in source["tables"]:
                 raise DataError(f"source: {name} uses array {table}, which was not found")
-            props = facts.tables[table].properties
-            chunk = entries[pos : pos + len(props)]
-            if len(chunk) != len(props):
+            want = [tuple(e) for e in source["tables"][table]]
+            chunk = entries[pos : pos + len(want)]
+            if len(chunk) != len(want):
                 raise DataError(f"source and binary disagree on {name}: {table} runs past the end")
-            for (_, got, _), want in zip(chunk, props, strict=True):
-                if want is not None and want != got:
+            for got, expected in zip(chunk, want, strict=True):
+                if got != expected:
                     raise DataError(f"source and binary disagree on {name}: {table} has "
-                                    f"'{want}' where the binary has '{got}'")
+                                    f"{_show(expected)} where the binary has {_show(got)}")
             if table in tables and tables[table] != chunk:
                 raise DataError(f"binary gives {table} different contents in {name}")
             tables[table] = chunk
-            pos += len(props)
+            pos += len(want)
         if pos != len(entries):
             raise DataError(f"source and binary disagree on {name}: "
                             f"{len(entries) - pos} entries left over")
-        machines[name] = list(src.tables)
+        machines[name] = list(src["tables"])
     return tables, machines
+
+
+def _show(entry: Sequence[str]) -> str:
+    return "{ " + ", ".join(f'"{x}"' for x in entry) + " }"
+
+
+def flat_from_source(source: SourceArrays, names: Sequence[str]) -> dict[str, list[Entry]]:
+    """What ``query-machines`` would list for builds older than 9.1, which omit
+    ``compat-props``: each pc type's arrays, concatenated in its chain's order."""
+    flat: dict[str, list[Entry]] = {}
+    for name in names:
+        src = source["machines"].get(name)
+        if src is not None:
+            flat[name] = [tuple(e) for t in src["tables"]  # type: ignore[misc]
+                          for e in source["tables"][t]]
+    return flat
+
+
+def label_with_known(flat: dict[str, list[Entry]], known: Mapping[str, Sequence[Entry]]
+                     ) -> tuple[dict[str, list[Entry]], dict[str, list[str]]]:
+    """Name a build's arrays without its own source, from arrays other sources name.
+
+    Each pc type's own share (what it adds to the next newer type) is, in
+    QEMU, ``hw_compat_X_Y`` then ``pc_compat_X_Y``; where a known array of
+    that name starts (or ends) the share, the cut is made there; otherwise
+    the share keeps the combined name ``hw+pc_compat_X_Y``.  The family base
+    is ``pc_q35_compat_defaults`` / ``pc_piix_compat_defaults``.  Anything
+    the families disagree on stays labelled by family.
+    """
+    tables, machines = label_by_family(flat)
+    renamed: dict[str, list[Entry]] = {}
+    rename: dict[str, list[str]] = {}
+    for table, entries in tables.items():
+        parts = _name_share(table, entries, known)
+        if parts is None:
+            continue
+        for part, chunk in parts:
+            if part in renamed and renamed[part] != chunk:
+                return tables, machines  # families disagree: keep the family labels
+            renamed[part] = chunk
+        rename[table] = [part for part, _ in parts]
+    out_tables = {t: e for t, e in tables.items() if t not in rename}
+    out_tables.update(renamed)
+    out_machines = {m: [p for t in ts for p in rename.get(t, [t])] for m, ts in machines.items()}
+    return out_tables, out_machines
+
+
+def _prefix_related(a: Sequence[Entry], b: Sequence[Entry]) -> bool:
+    n = min(len(a), len(b))
+    return list(a[:n]) == list(b[:n])
+
+
+_FAMILY_DEFAULTS = {"pc-q35-defaults": "pc_q35_compat_defaults",
+                    "pc-i440fx-defaults": "pc_piix_compat_defaults"}
+
+
+def _name_share(table: str, entries: list[Entry], known: Mapping[str, Sequence[Entry]]
+                ) -> list[tuple[str, list[Entry]]] | None:
+    if table in _FAMILY_DEFAULTS:
+        return [(_FAMILY_DEFAULTS[table], entries)]
+    match = re.fullmatch(r"compat@pc-(?:q35|i440fx)-(\d+)\.(\d+)", table)
+    if not match:
+        return None
+    suffix = f"{match[1]}_{match[2]}"
+    hw, pc = f"hw_compat_{suffix}", f"pc_compat_{suffix}"
+    known_hw = [tuple(e) for e in known.get(hw, ())]
+    known_pc = [tuple(e) for e in known.get(pc, ())]
+    if hw in known and pc in known:
+        # Arrays grow (or lose an entry) at their end: accept a cut where each
+        # side and its known namesake are one a prefix of the other.
+        for cut in (len(known_hw), len(entries) - len(known_pc)):
+            if 0 <= cut <= len(entries) and _prefix_related(entries[:cut], known_hw) \
+                    and _prefix_related(entries[cut:], known_pc):
+                return [(hw, entries[:cut]), (pc, entries[cut:])]
+    return [(f"hw+pc_compat_{suffix}", entries)]
 
 
 def label_by_family(flat: dict[str, list[Entry]]
@@ -161,8 +241,11 @@ def label_by_family(flat: dict[str, list[Entry]]
     return tables, machines
 
 
+Relaunch = Callable[[], Awaitable[QemuSession]]
+
+
 async def _qom(session: QemuSession, types: list[dict[str, Any]],
-               drivers: set[str]) -> dict[str, Any]:
+               drivers: set[str], relaunch: Relaunch | None = None) -> dict[str, Any]:
     parents = {str(t["name"]): (str(t["parent"]) if t.get("parent") else None) for t in types}
     abstract = {str(t["name"]) for t in types if t.get("abstract")}
     _check_tree(parents)
@@ -179,16 +262,34 @@ async def _qom(session: QemuSession, types: list[dict[str, Any]],
     # type, and some (colo-compare, qemu-text-console, ...) crash QEMU 10.0.
     roots = {"accel", "machine"} | {d for d in drivers if not is_a(d, "device")}
     props: dict[str, dict[str, list[Any]]] = {}
+    crashed: list[str] = []
     for name in sorted(parents):
         if name in abstract or not (is_a(name, "device") or any(is_a(name, r) for r in roots)):
             continue
         try:
             if is_a(name, "device"):
                 listed = await session.device_properties(name)
+                # device-list-properties leaves out class properties that only
+                # qom-list-properties shows (x86_64-cpu legacy-cache, apic
+                # legacy-instance-id, ...), though compat tables set them.
+                # QEMU 7.2 cannot list module types (qxl, ...) that way: keep
+                # what device-list-properties said.
+                with contextlib.suppress(QmpCommandError):
+                    shown = {str(p["name"]) for p in listed}
+                    listed += [p for p in await session.object_properties(name)
+                               if str(p["name"]) not in shown and p["name"] not in _QOM_BASICS]
             else:
                 listed = await session.object_properties(name)
         except QmpCommandError:
             continue  # QEMU cannot describe this type; it stays without properties
+        except EnvironmentUnavailable:
+            # Some QEMUs die describing a type (microvm-machine in 5.2 and 7.2):
+            # start a fresh one and go on without that type.
+            if relaunch is None:
+                raise
+            crashed.append(name)
+            session = await relaunch()
+            continue
         described: dict[str, list[Any]] = {}
         for p in listed:
             entry = [str(p.get("type", "")), p.get("default-value"), "default-value" in p]
@@ -199,7 +300,13 @@ async def _qom(session: QemuSession, types: list[dict[str, Any]],
     return {
         "types": {n: [parents[n], n in abstract] for n in sorted(parents)},
         "properties": share_up(props, parents, abstract),
+        **({"undescribed": crashed} if crashed else {}),
     }
+
+
+# What every object or device has, which device-list-properties leaves out on
+# purpose: not settable by -device or -global, so not part of the model.
+_QOM_BASICS = frozenset({"type", "realized", "hotpluggable", "hotplugged", "parent_bus"})
 
 
 def _check_tree(parents: dict[str, str | None]) -> None:
@@ -334,7 +441,7 @@ async def _read_instances(session: QemuSession, qom: dict[str, Any], wanted: set
     return out
 
 
-async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]],
+async def _instances(binary: QemuCommand, timeout: float, machines: list[dict[str, Any]],
                      qom: dict[str, Any], drivers: set[str]) -> dict[str, dict[str, Any]]:
     """What objects look like once QEMU created them, on machines that add nothing.
 
@@ -351,7 +458,8 @@ async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]]
     newest: dict[str, str] = {}
     for name in entries:
         parsed = parse_machine_name(name)
-        if parsed.versioned and (parsed.prefix not in newest
+        # Only the PC families host the sample devices (xenfv-4.2 in 5.2 wants Xen).
+        if parsed.versioned and parsed.prefix.startswith("pc-") and (parsed.prefix not in newest
                                  or version_key(name) > version_key(newest[parsed.prefix])):
             newest[parsed.prefix] = name
     out: dict[str, dict[str, Any]] = {}
@@ -362,7 +470,9 @@ async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]]
             found = await _read_instances(QemuSession(process), qom, None, set(entries[host]))
         for typename, values in found.items():
             out.setdefault(typename, values)
-    clean = next((n for n, e in entries.items() if not e and parse_machine_name(n).versioned), None)
+    # CPU models are created on the newest pc type without compat properties
+    # (a QEMU before 9.1 lists none for any type: its newest is still clean).
+    clean = next((n for n in sorted(newest.values()) if not entries[n]), None)
     cpus = {str(m["default-cpu-type"]) for m in machines if m.get("default-cpu-type")}
     cpus |= {d for d in drivers if d in types and not types[d][1] and d.endswith("-x86_64-cpu")}
     for cpu_type in sorted(cpus) if clean else []:
@@ -383,20 +493,33 @@ async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]]
     return dict(sorted(out.items()))
 
 
-async def describe(session: QemuSession) -> dict[str, Any]:
-    """What one QEMU says about itself: version, machines, QOM types and properties."""
+async def describe(session: QemuSession, relaunch: Relaunch | None = None,
+                   drivers: Iterable[str] = ()) -> dict[str, Any]:
+    """What one QEMU says about itself: version, machines, QOM types and properties.
+
+    ``relaunch`` starts a fresh QEMU when one dies describing a type;
+    ``drivers`` are more types that compat arrays name (from the source, for
+    a QEMU that does not list compat-props).
+    """
     version, package = await session.version()
     machines = await session.machines()
     types = await session.types()
-    drivers = {str(p.get("qom-type")) for m in machines for p in m.get("compat-props") or []}
-    qom = await _qom(session, types, drivers)
+    named = {str(p.get("qom-type")) for m in machines for p in m.get("compat-props") or []}
+    drivers = named | set(drivers)
+    qom = await _qom(session, types, drivers, relaunch)
     return {"version": version, "package": package, "machines": machines, "qom": qom,
             "drivers": drivers}
 
 
-async def _query(binary: str, timeout: float) -> dict[str, Any]:
-    async with QemuProcess(binary, IMPORT_ARGS, timeout=timeout) as process:
-        described = await describe(QemuSession(process))
+async def _query(binary: QemuCommand, timeout: float, drivers: Iterable[str] = ()
+                 ) -> dict[str, Any]:
+    async with contextlib.AsyncExitStack() as stack:
+        async def launch() -> QemuSession:
+            process = QemuProcess(binary, IMPORT_ARGS, timeout=timeout)
+            await stack.enter_async_context(process)
+            return QemuSession(process)
+
+        described = await describe(await launch(), launch, drivers)
     version, package, machines, qom, drivers = (described[k] for k in (
         "version", "package", "machines", "qom", "drivers"))
     parents = {n: v[0] for n, v in qom["types"].items()}
@@ -406,41 +529,91 @@ async def _query(binary: str, timeout: float) -> dict[str, Any]:
     return {"version": version, "package": package, "machines": machines, "qom": qom}
 
 
-def import_build(binary: str, source: Path | None = None, timeout: float = 20.0,
-                 command: Sequence[str] = ()) -> dict[str, Any]:
-    """Everything the data file holds, read from ``binary`` (and ``source``)."""
+def import_build(qemu: str | QemuCommand, source: Path | None = None, timeout: float = 20.0,
+                 command: Sequence[str] = (), known: Sequence[Path] = ()) -> dict[str, Any]:
+    """Everything the data file holds, read from ``qemu`` (and ``source``).
+
+    ``source`` is a QEMU source tree or a source-arrays file of the same
+    version (``python -m machines.compat.csource``); ``known`` are such files
+    (or imports) of other versions, used only to name arrays.
+    """
+    binary = QemuCommand.of(qemu)
+    arrays = options = None
+    if source is not None:
+        arrays, options = load_source(source)
+    names = load_known(known)
     listing = _machine_help(binary, timeout)
-    raw = asyncio.run(_query(binary, timeout))
-    facts = read_source(source) if source is not None else None
-    options = read_options(source) if source is not None else None
-    return assemble(binary, listing, raw, facts, options, command)
+    drivers = {e[0] for t in (arrays or {}).get("tables", {}).values() for e in t}
+    raw = asyncio.run(_query(binary, timeout, drivers))
+    return assemble(binary.name, listing, raw, arrays, options, command, names)
+
+
+def load_source(source: Path) -> tuple[SourceArrays, dict[str, bool] | None]:
+    """A source tree (arrays and options) or a source-arrays file (arrays only)."""
+    from machines.schema import check_schema, load_json
+
+    if source.is_dir():
+        from machines.compat.csource import read_options, source_arrays_doc
+
+        return source_arrays_doc(source), read_options(source)
+    doc = load_json(str(source), "source arrays")
+    check_schema(doc, "source-arrays", 1, where=str(source))
+    return doc, None
+
+
+def load_known(paths: Sequence[Path]) -> dict[str, list[Entry]]:
+    """Named arrays from source-arrays files or imports, for :func:`label_with_known`."""
+    from machines.schema import load_json
+
+    known: dict[str, list[Entry]] = {}
+    for path in paths:
+        doc = load_json(str(path), "known arrays")
+        for name, entries in (doc.get("tables") or {}).items():
+            if not name.startswith("compat@") and not name.endswith("-defaults"):
+                known[name] = [tuple(e) for e in entries]  # type: ignore[misc]
+    return known
 
 
 def assemble(binary: str, listing: list[dict[str, Any]], raw: dict[str, Any],
-             facts: SourceFacts | None = None, options: dict[str, bool] | None = None,
-             command: Sequence[str] = ()) -> dict[str, Any]:
+             source: SourceArrays | None = None, options: dict[str, bool] | None = None,
+             command: Sequence[str] = (), known: Mapping[str, Sequence[Entry]] | None = None
+             ) -> dict[str, Any]:
     """The data file from what QEMU said (``raw``) and, optionally, its sources."""
     flat = {str(m["name"]): _entries(m) for m in raw["machines"]}
     listed = {row["name"] for row in listing}
     if set(flat) != listed:
         raise EnvironmentUnavailable("query-machines and -machine help list different machines")
-    if facts is not None and facts.version != raw["version"]:
-        raise DataError(f"source tree is QEMU {facts.version} but the binary is {raw['version']}")
-    if facts is not None:
-        tables, machine_tables = label_from_source(flat, facts)
+    if source is not None and source["qemu"] != raw["version"]:
+        raise DataError(f"source is QEMU {source['qemu']} but the binary is {raw['version']}")
+    # QEMU before 9.1 does not list compat-props: the source's arrays are the
+    # only record, checked below against the properties the binary has.
+    from_source = not any("compat-props" in m for m in raw["machines"])
+    if from_source:
+        if source is None:
+            raise DataError(f"QEMU {raw['version']} does not report compat-props (added in "
+                            "QEMU 9.1): give --source with its source tree or source arrays")
+        flat.update(flat_from_source(source, list(flat)))
+        check_against_qom(flat, raw["qom"])
+    if source is not None:
+        tables, machine_tables = label_from_source(flat, source)
         rest = {n: e for n, e in flat.items() if n not in machine_tables}
         more_tables, more_machines = label_by_family(rest)
         tables.update(more_tables)
         machine_tables.update(more_machines)
+        labels = "source"
+    elif known:
+        tables, machine_tables = label_with_known(flat, known)
+        labels = "known"
     else:
         tables, machine_tables = label_by_family(flat)
+        labels = "family"
     machines: dict[str, Any] = {}
     for m in raw["machines"]:
         name = str(m["name"])
-        src = facts.machines.get(name) if facts else None
+        src = source["machines"].get(name) if source else None
         machines[name] = {
             "tables": machine_tables[name],
-            "kernel_irqchip_split": src.kernel_irqchip_split if src else None,
+            "kernel_irqchip_split": src["kernel_irqchip_split"] if src else None,
             "default_cpu_type": m.get("default-cpu-type"),
             "cpu_max": m.get("cpu-max"),
         }
@@ -450,8 +623,10 @@ def assemble(binary: str, listing: list[dict[str, Any]], raw: dict[str, Any],
         "provenance": {
             "importer": f"machines {__version__}",
             "command": " ".join(command) if command else None,
-            "labels": "source" if facts else "family",
-            "source_version": facts.version if facts else None,
+            "labels": labels,
+            "compat_props": "source" if from_source else "query-machines",
+            "source_version": source["qemu"] if source else None,
+            "source_package": source.get("source") if source else None,
         },
         "listing": listing,
         "tables": {name: [list(e) for e in entries] for name, entries in tables.items()},
@@ -462,3 +637,38 @@ def assemble(binary: str, listing: list[dict[str, Any]], raw: dict[str, Any],
         "options": options,
         "qom": raw["qom"],
     }
+
+
+def check_against_qom(flat: Mapping[str, Sequence[Entry]], qom: Mapping[str, Any]) -> None:
+    """Every source entry for a type the binary has names a property it has.
+
+    Types the binary lacks are fine (hw_compat arrays name arm-cpu and other
+    targets' devices; QEMU skips them too).  Properties are looked up along
+    the type's ancestry, as a global reaches subtypes.
+    """
+    types: dict[str, list[Any]] = qom["types"]
+    props: dict[str, dict[str, Any]] = qom["properties"]
+    below: dict[str, list[str]] = {}
+    for name, (parent, _abstract) in types.items():
+        if parent:
+            below.setdefault(parent, []).append(name)
+
+    def has(typename: str, prop: str) -> bool:
+        node: str | None = typename
+        while node is not None:  # the type or an ancestor declares it
+            if prop in props.get(node, {}):
+                return True
+            node = types.get(node, [None])[0]
+        pending = list(below.get(typename, []))
+        while pending:  # an abstract type's property may live on its subtypes
+            node = pending.pop()
+            if prop in props.get(node, {}):
+                return True
+            pending.extend(below.get(node, []))
+        return False
+
+    for machine, entries in flat.items():
+        for driver, prop, _value in entries:
+            if driver in types and not has(driver, prop):
+                raise DataError(f"source arrays of {machine} set {driver}.{prop}, which the "
+                                "binary does not have")

@@ -1,28 +1,48 @@
-"""Generate the model's release data (10.0, 10.1, 10.1.2, 10.2).
+"""Generate the model's release data (10.0 to 11.1).
 
-Inputs (``sources/``): the real QEMU 10.0.2 import, which gives every array
-up to 10.0 exactly as that binary holds them; the team's reference of what
-10.1 and 10.2 changed (only ``merged`` entries, per ``in_releases``); the
-properties those releases added; and the SEOIB design.  Output: one JSON
-file where each array entry says in which model releases it exists.  The
-machine-type chain itself is code (``machines/i386/pc.py``), as in QEMU.
+Each model release takes its compat arrays from the best record there is:
+
+* ``10.0``: the real QEMU 10.0.2 import (every array up to 10.0, exactly as
+  that binary holds them);
+* ``10.1``, ``10.1.2``: that import plus the team's reference of what 10.1
+  changed (``merged`` entries only, per ``in_releases``); no binary exists;
+* ``10.2.2``: Debian's 10.2.2 source package, read by
+  :mod:`machines.compat.csource` (``sources/qemu-10.2.2-arrays.json``);
+  ``10.2``: the same without the stable backport 10.2.2 added;
+* ``11.1``: the real QEMU 11.1.3 import; ``11.0``: the same arrays without
+  the ones 11.1 added (the 11.0 arrays of its 11.0 machine types).
+
+Output: one JSON file where each array entry says in which releases it
+exists.  The machine-type chain itself is code (``machines/i386/pc.py``),
+as in QEMU.  No release carries SEOIB: no QEMU release has it (the RFC's
+designs are an explicit overlay, ``machines/i386/designs.py``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from machines import __version__
 
 SCHEMA = "machines/model/v1"
-RELEASES = ("10.0", "10.1", "10.1.2", "10.2")
+RELEASES = ("10.0", "10.1", "10.1.2", "10.2", "10.2.2", "11.0", "11.1")
 SOURCES = Path(__file__).parent / "sources"
 DATA = Path(__file__).parent / "data"
 
 # Arrays whose code QEMU 10.1 deleted along with the 2.4/2.5 machine types.
 _DELETED_IN_10_1 = {"hw_compat_2_4", "pc_compat_2_4", "hw_compat_2_5", "pc_compat_2_5"}
+# The 10.2 stable series backported this into pc_compat_10_1 (10.2.2 has it,
+# 10.2.0 did not; see shared reference notes and Debian's 10.2.2 source).
+_BACKPORTED_IN_10_2_2 = {("pc_compat_10_1", ("x86_64-cpu", "x-migrate-error-code", "false"))}
+# Which real build's QOM data (types, properties, instances) each release uses.
+QOM_BASE = {"10.0": "10.0.2", "10.1": "10.0.2", "10.1.2": "10.0.2", "10.2": "10.0.2",
+            "10.2.2": "10.0.2", "11.0": "11.1.3", "11.1": "11.1.3"}
+
+Entry = tuple[str, str, str]
+Tables = dict[str, list[Entry]]
 
 
 def _expand(in_releases: list[str]) -> list[str]:
@@ -33,81 +53,121 @@ def _expand(in_releases: list[str]) -> list[str]:
             out |= {"10.1", "10.1.2"}
         elif release == "10.1.2+":
             out.add("10.1.2")
-        elif release in RELEASES:
-            out.add(release)
     return [r for r in RELEASES if r in out]
 
 
-def _entry(driver: str, prop: str, value: str, optional: bool, releases: list[str],
-           source: str) -> dict[str, Any]:
-    return {"driver": driver, "property": prop, "value": value, "optional": optional,
-            "releases": releases, "source": source}
+def _import_tables(doc: dict[str, Any]) -> Tables:
+    return {name: [tuple(e) for e in entries]  # type: ignore[misc]
+            for name, entries in doc["tables"].items()}
 
 
-def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dict[str, Any],
-                design: dict[str, Any]) -> dict[str, Any]:
-    """The model data: arrays with per-release membership, and new properties."""
-    base_version = base["qemu"]["version"]
-    tables: dict[str, list[dict[str, Any]]] = {}
-    for name, entries in base["tables"].items():
-        releases = ["10.0"] if name in _DELETED_IN_10_1 else list(RELEASES)
-        tables[name] = [_entry(d, p, v, False, releases, f"QEMU {base_version} query-machines")
-                        for d, p, v in entries]
-    for name, entries in reference["arrays"].items():
-        merged = [e for e in entries if e["status"] == "merged" and _expand(e["in_releases"])]
-        if merged or name not in tables:
-            tables[name] = [_entry(e["driver"], e["property"], e["value"], e["optional"],
-                                   _expand(e["in_releases"]), e["source"]) for e in merged]
-    for name, entries in reference["family_defaults"].items():
-        if not name.endswith("_compat_defaults"):
+def _reference_tables(base: Tables, reference: dict[str, Any], release: str) -> Tables:
+    """10.1 and 10.1.2: the 10.0.2 arrays plus the reference's merged entries."""
+    tables = {n: list(e) for n, e in base.items() if n not in _DELETED_IN_10_1}
+    for name, entries in [*reference["arrays"].items(), *reference["family_defaults"].items()]:
+        if not isinstance(entries, list):
             continue  # "notes"
-        tables[name] = [_entry(e["driver"], e["property"], e["value"], e["optional"],
-                               _expand(e["in_releases"]), e["source"])
-                        for e in entries if e["status"] == "merged"]
-    for item in design.get("compat", []):
-        table = tables.setdefault(item["table"], [])
-        table.append(_entry(item["driver"], item["property"], item["value"], False,
-                            [r for r in RELEASES if r in item["releases"]], item["source"]))
-    new_props = [dict(p) for p in [*properties["properties"], *design.get("properties", [])]]
-    # Machines outside the PC families (microvm, isapc, none, x-remote) come from the
-    # base build as they are, in the places its -machine help had them.
-    rows = base["listing"]
+        merged = [(e["driver"], e["property"], e["value"]) for e in entries
+                  if e["status"] == "merged" and release in _expand(e["in_releases"])]
+        if name.endswith("_compat_defaults"):
+            tables[name] = merged
+        elif merged or name not in tables:
+            tables[name] = merged
+    return tables
+
+
+def release_tables(release: str, imports: dict[str, dict[str, Any]], reference: dict[str, Any],
+                   source_10_2_2: dict[str, Any]) -> Tables:
+    """The compat arrays of one model release (see the module docstring)."""
+    if release == "10.0":
+        return _import_tables(imports["10.0.2"])
+    if release in ("10.1", "10.1.2"):
+        return _reference_tables(_import_tables(imports["10.0.2"]), reference, release)
+    if release in ("10.2", "10.2.2"):
+        tables = {n: [tuple(e) for e in entries]  # type: ignore[misc]
+                  for n, entries in source_10_2_2["tables"].items()}
+        if release == "10.2":
+            for name, entry in _BACKPORTED_IN_10_2_2:
+                tables[name] = [e for e in tables[name] if e != entry]
+        return tables
+    tables = _import_tables(imports["11.1.3"])
+    if release == "11.0":
+        tables = {n: e for n, e in tables.items() if not n.endswith("compat_11_0")}
+    return tables
+
+
+def merge_releases(per_release: dict[str, Tables]) -> dict[str, list[dict[str, Any]]]:
+    """Arrays with per-entry release membership; every release reads back exactly."""
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for release, tables in per_release.items():
+        for name, entries in tables.items():
+            rows = merged.setdefault(name, [])
+            at = 0
+            for entry in entries:
+                match = next((i for i in range(at, len(rows))
+                              if tuple(rows[i]["entry"]) == entry), None)
+                if match is None:
+                    rows.insert(at, {"entry": list(entry), "releases": []})
+                    match = at
+                rows[match]["releases"].append(release)
+                at = match + 1
+    for release, tables in per_release.items():  # the merge must lose nothing
+        for name, entries in tables.items():
+            back = [tuple(r["entry"]) for r in merged[name] if release in r["releases"]]
+            if back != entries:
+                raise ValueError(f"{name} in {release} does not read back after merging")
+    return {name: [{"driver": r["entry"][0], "property": r["entry"][1], "value": r["entry"][2],
+                    "optional": False, "releases": r["releases"]} for r in rows]
+            for name, rows in merged.items()}
+
+
+def _others(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Machines outside the PC families, in the places -machine help lists them."""
+    rows = doc["listing"]
     first_pc = next(i for i, row in enumerate(rows)
                     if row["name"].startswith(("pc-i440fx-", "pc-q35-")))
-    others = [{"name": row["name"], "desc": row["desc"], "deprecated": row["deprecated"],
-               "before_pc": i < first_pc,
-               "default_cpu_type": base["machines"][row["name"]]["default_cpu_type"],
-               "tables": base["machines"][row["name"]]["tables"]}
-              for i, row in enumerate(rows)
-              if not row["name"].startswith(("pc-i440fx-", "pc-q35-"))]
+    return [{"name": row["name"], "desc": row["desc"], "deprecated": row["deprecated"],
+             "before_pc": i < first_pc,
+             "default_cpu_type": doc["machines"][row["name"]]["default_cpu_type"],
+             "tables": doc["machines"][row["name"]]["tables"]}
+            for i, row in enumerate(rows)
+            if not row["name"].startswith(("pc-i440fx-", "pc-q35-"))]
+
+
+def build_model(imports: dict[str, dict[str, Any]], reference: dict[str, Any],
+                properties: dict[str, Any], source_10_2_2: dict[str, Any],
+                releases: Iterable[str] = RELEASES) -> dict[str, Any]:
+    """The model data: arrays with per-release membership, and new properties."""
+    releases = list(releases)
+    per_release = {r: release_tables(r, imports, reference, source_10_2_2) for r in releases}
     return {
         "schema": SCHEMA,
-        "releases": list(RELEASES),
-        "base": base_version,
+        "releases": releases,
+        "base": "10.0.2",
+        "qom_base": {r: QOM_BASE[r] for r in releases},
         "provenance": {
             "generator": f"machines {__version__} (machines/compat/reference.py)",
-            "inputs": [f"data/qemu-{base_version}.json", "sources/qemu-compat-10.1-11.0.json",
-                       "sources/model-properties.json", "sources/seoib-design.json"],
+            "inputs": ["data/qemu-10.0.2.json", "data/qemu-11.1.3.json",
+                       "sources/qemu-compat-10.1-11.0.json", "sources/qemu-10.2.2-arrays.json",
+                       "sources/model-properties.json"],
+            "source_10_2_2": source_10_2_2.get("source"),
         },
-        "tables": tables,
-        "properties": new_props,
-        "other_machines": others,
-        "options": base["options"],
+        "tables": merge_releases(per_release),
+        "properties": [dict(p) for p in properties["properties"]],
+        "other_machines": {base: _others(doc) for base, doc in imports.items()},
+        "options": imports["10.0.2"]["options"],
         "behaviours": [dict(b) for b in properties.get("behaviours", [])],
-        "designs": design.get("designs", {}),
     }
 
 
-def regenerate(base_path: Path | None = None, out: Path | None = None) -> Path:
+def regenerate(out: Path | None = None) -> Path:
     """Rebuild ``data/model.json`` from the shipped inputs."""
     from machines.fileio import atomic_write_json
 
-    base_path = base_path or DATA / "qemu-10.0.2.json"
-    base = json.loads(base_path.read_text())
+    imports = {v: json.loads((DATA / f"qemu-{v}.json").read_text()) for v in ("10.0.2", "11.1.3")}
     reference = json.loads((SOURCES / "qemu-compat-10.1-11.0.json").read_text())
     properties = json.loads((SOURCES / "model-properties.json").read_text())
-    design_path = SOURCES / "seoib-design.json"
-    design = json.loads(design_path.read_text()) if design_path.exists() else {}
+    source_10_2_2 = json.loads((SOURCES / "qemu-10.2.2-arrays.json").read_text())
     out = out or DATA / "model.json"
-    atomic_write_json(out, build_model(base, reference, properties, design))
+    atomic_write_json(out, build_model(imports, reference, properties, source_10_2_2))
     return out

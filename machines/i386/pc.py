@@ -67,13 +67,16 @@ def source_versions(release: tuple[int, ...], family: PcFamily) -> list[tuple[in
     return [v for v in versions if v[:2] not in never]
 
 
-def _tables_for(version: tuple[int, ...], family: PcFamily, newest: tuple[int, ...]
-                ) -> tuple[str, ...]:
+def _tables_for(version: tuple[int, ...], family: PcFamily, newest: tuple[int, ...],
+                tables: Mapping[str, CompatTable]) -> tuple[str, ...]:
     if version == newest:
         return ()
     if family.has_4_0_1 and version == (4, 0):
         return ()  # the 4.0.1 machine applies the 4.0 arrays
     major, minor = version[:2]
+    combined = f"hw+pc_compat_{major}_{minor}"
+    if combined in tables:  # a release known only from a binary: the split is not known
+        return (combined,)
     return (f"hw_compat_{major}_{minor}", f"pc_compat_{major}_{minor}")
 
 
@@ -113,7 +116,7 @@ def pc_machines(build: str, release: tuple[int, ...], tables: Mapping[str, Compa
         parent: type[MachineType] = base
         for version in versions:
             name = f"{family.prefix}-{'.'.join(map(str, version))}"
-            own = tuple(_table(tables, t) for t in _tables_for(version, family, newest))
+            own = tuple(_table(tables, t) for t in _tables_for(version, family, newest, tables))
             attrs: dict[str, Any] = {
                 "name": name,
                 "version": MachineVersion("", version),
