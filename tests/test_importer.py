@@ -100,6 +100,8 @@ def test_downstream_names_chain_by_family() -> None:
 def _tree(root: Path, hw_entries: str, pc_entries: str) -> Path:
     (root / "hw/core").mkdir(parents=True)
     (root / "hw/i386").mkdir(parents=True)
+    (root / "include").mkdir(parents=True)
+    (root / "include/types.h").write_text('#define TYPE_X "v"\n#define TYPE_Z "z"\n')
     (root / "VERSION").write_text("10.0.2\n")
     (root / "hw/core/machine.c").write_text(
         "GlobalProperty hw_compat_9_2[] = {\n" + hw_entries + "};\n")
