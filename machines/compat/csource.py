@@ -414,26 +414,83 @@ def _substitute(name: str, macro: Macro, args: list[list[str]], lookup: Lookup,
 
 
 def _expand(toks: list[str], lookup: Lookup, hide: frozenset[str] = frozenset()) -> list[str]:
-    out: list[str] = []
+    """Macro-expand tokens, rescanning each replacement with what follows it."""
+    work: list[tuple[str, frozenset[str]]] = [(t, hide) for t in toks]
     i = 0
-    while i < len(toks):
-        tok = toks[i]
-        macro = lookup(tok) if tok not in hide and _IDENT.match(tok) else None
+    while i < len(work):
+        tok, painted = work[i]
+        macro = lookup(tok) if tok not in painted and _IDENT.match(tok) else None
         if macro is None:
-            out.append(tok)
             i += 1
         elif macro.params is None:
-            out.extend(_expand(list(macro.body), lookup, hide | {tok}))
-            i += 1
-        elif i + 1 < len(toks) and toks[i + 1] == "(":
-            args, end = _arguments(toks, i + 2)
-            body = _substitute(tok, macro, args, lookup, hide)
-            out.extend(_expand(body, lookup, hide | {tok}))
-            i = end
+            work[i:i + 1] = [(t, painted | {tok}) for t in macro.body]
+        elif i + 1 < len(work) and work[i + 1][0] == "(":
+            args, end = _arguments([t for t, _ in work], i + 2)
+            body = _substitute(tok, macro, args, lookup, painted)
+            work[i:end] = [(t, painted | {tok}) for t in body]
         else:
-            out.append(tok)
             i += 1
-    return out
+    return [t for t, _ in work]
+
+
+_OPS: dict[str, Callable[[int, int], int]] = {
+    "||": lambda a, b: int(bool(a or b)), "&&": lambda a, b: int(bool(a and b)),
+    "==": lambda a, b: int(a == b), "!=": lambda a, b: int(a != b),
+    "<": lambda a, b: int(a < b), ">": lambda a, b: int(a > b),
+    "<=": lambda a, b: int(a <= b), ">=": lambda a, b: int(a >= b),
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+    "/": lambda a, b: int(a / b), "%": lambda a, b: a - b * int(a / b),  # C truncates
+}
+
+
+def _integer(toks: list[str], what: str) -> int:
+    """A C integer constant expression of literals and operators (after expansion)."""
+    binary = [("||",), ("&&",), ("==", "!="), ("<", ">", "<=", ">="), ("+", "-"),
+              ("*", "/", "%")]
+    pos = 0
+
+    def fail() -> DataError:
+        return DataError(f"{what}: cannot evaluate '{' '.join(toks)}' as an integer")
+
+    def unary() -> int:
+        nonlocal pos
+        if pos >= len(toks):
+            raise fail()
+        tok = toks[pos]
+        pos += 1
+        if tok in ("!", "-", "+"):
+            val = unary()
+            return int(not val) if tok == "!" else -val if tok == "-" else val
+        if tok == "(":
+            val = level(0)
+            if pos >= len(toks) or toks[pos] != ")":
+                raise fail()
+            pos += 1
+            return val
+        m = re.fullmatch(r"(0[xX][0-9a-fA-F]+|\d+)[uUlL]*", tok)
+        if not m:
+            raise fail()
+        return int(m.group(1), 0) if not re.fullmatch(r"0\d+", m.group(1)) \
+            else int(m.group(1), 8)
+
+    def level(n: int) -> int:
+        nonlocal pos
+        if n == len(binary):
+            return unary()
+        val = level(n + 1)
+        while pos < len(toks) and toks[pos] in binary[n]:
+            op = toks[pos]
+            pos += 1
+            rhs = level(n + 1)
+            if op in ("/", "%") and rhs == 0:
+                raise fail()
+            val = _OPS[op](val, rhs)
+        return val
+
+    val = level(0)
+    if pos != len(toks):
+        raise fail()
+    return val
 
 
 def _string(toks: list[str]) -> str | None:
@@ -661,6 +718,7 @@ def _machines(tree: _Tree, file: _File) -> dict[str, SourceMachine]:
         body = list(macro.body)
         where = f"{file.rel}: {m.group(1)}({', '.join(' '.join(a) for a in args)})"
         forced: tuple[bool, str | None] | None = None
+        deprecation: tuple[bool, str | None] = (False, None)
         if "DEFINE_PC_VER_MACHINE" in body:
             inner, _ = _arguments(body, body.index("DEFINE_PC_VER_MACHINE") + 2)
             if len(inner) < 7:
@@ -675,6 +733,9 @@ def _machines(tree: _Tree, file: _File) -> dict[str, SourceMachine]:
             options = f"{sym[0]}_machine_{'_'.join(numbers)}_options"
             forced = (_bool(_expand(default, lookup), where),
                       _value(_expand(malias, lookup), where))
+            if "MACHINE_VER_DEPRECATION" in (lookup("DEFINE_PC_VER_MACHINE") or
+                                             Macro(None, ())).body:
+                deprecation = (True, _age_deprecation(tree, lookup, numbers, where))
         elif "DEFINE_PC_MACHINE" in body:
             inner, _ = _arguments(body, body.index("DEFINE_PC_MACHINE") + 2)
             if len(inner) != 4 or len(inner[1]) != 1 or len(inner[3]) != 1:
@@ -692,6 +753,7 @@ def _machines(tree: _Tree, file: _File) -> dict[str, SourceMachine]:
         is_default = bool(chain.is_default)
         if forced is not None:
             is_default, alias = forced
+        reason = deprecation[1] if deprecation[0] else chain.deprecation[1]
         if name in machines:
             raise DataError(f"{where}: machine {name} is defined twice")
         entries: list[Entry] = []
@@ -700,8 +762,39 @@ def _machines(tree: _Tree, file: _File) -> dict[str, SourceMachine]:
                 raise DataError(f"{where}: {options} adds array {table}, which was not found")
             entries.extend(tree.tables[table].entries)
         machines[name] = SourceMachine(name, chain.tables, bool(chain.split), tuple(entries),
-                                       alias, is_default, chain.deprecation[1])
+                                       alias, is_default, reason)
     return machines
+
+
+def _age_deprecation(tree: _Tree, lookup: Lookup, numbers: list[str],
+                     where: str) -> str | None:
+    """MACHINE_VER_DEPRECATION (QEMU 9.1 on): deprecation by age, against VERSION.
+
+    boards.h's own rule is expanded and evaluated with QEMU_VERSION_MAJOR, _MINOR
+    and _MICRO taken from the tree's VERSION file, as meson defines them.
+    """
+    setter = lookup("MACHINE_VER_DEPRECATION")
+    if setter is None or not {"MACHINE_VER_IS_DEPRECATED", "MACHINE_VER_DEPRECATION_MSG"} \
+            <= set(setter.body):
+        raise DataError(f"{where}: MACHINE_VER_DEPRECATION is not the age rule this "
+                        "scanner knows")
+    version = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)\S*",
+                           (tree.root / "VERSION").read_text().strip())
+    if not version:
+        raise DataError(f"{tree.root / 'VERSION'}: not MAJOR.MINOR.MICRO")
+    defined = {f"QEMU_VERSION_{part}": Macro(None, (value,))
+               for part, value in zip(("MAJOR", "MINOR", "MICRO"), version.groups(),
+                                      strict=True)}
+
+    def find(name: str) -> Macro | None:
+        return defined[name] if name in defined else lookup(name)
+
+    call = ["MACHINE_VER_IS_DEPRECATED", "("]
+    for k, n in enumerate(numbers):
+        call.extend([",", n] if k else [n])
+    if _integer(_expand([*call, ")"], find), f"{where}: MACHINE_VER_IS_DEPRECATED"):
+        return _value(_expand(["MACHINE_VER_DEPRECATION_MSG"], find), where)
+    return None
 
 
 def read_source(root: Path, config: Mapping[str, bool] = CONFIG) -> SourceFacts:
