@@ -101,6 +101,8 @@ def _split_qemu_args(command: str, argv: Sequence[str]) -> tuple[list[str], list
 def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines import report
     from machines.config import configure
+    from machines.dialect import unsupported_machine
+    from machines.errors import PowerOnRefused, UnknownMachineError
     from machines.i386.ioapic import ioapic
     from machines.options import parse_args, split_command_line
     from machines.registry import get_build
@@ -112,10 +114,18 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
             raise UsageError("give QEMU arguments or --cmdline, not both")
         binary, qemu_args = split_command_line(args.cmdline)
     build = get_build(args.release)
-    config = configure(build, parse_args(qemu_args, binary))
-    resolver = Resolver(config)
-    resolver.check_accel()  # unknown or bad -accel properties fail here, as in QEMU
-    pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
+    try:
+        opts = parse_args(qemu_args, binary)
+        config = configure(build, opts)
+        resolver = Resolver(config)
+        resolver.check_accel()  # unknown or bad -accel properties fail here, as in QEMU
+        pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
+    except UnknownMachineError as err:
+        # QEMU's own line for this build, then what the model knows of the name.
+        line = unsupported_machine(build.version, err.name, opts.machine_type_text)
+        raise PowerOnRefused(f"{line} ({err})") from None
+    except UsageError as err:
+        raise PowerOnRefused(str(err)) from None  # already in QEMU's words
     devices = {t: resolver.device(t) for t in args.device}
     decisions = _seoib_decisions(resolver, args)
     if args.json:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class Cell:
     value: Value | None
     text: str  # as shown: QEMU's string for compat values, the default otherwise
-    source: str  # "compat TABLE[i]", "default", or "unknown"
+    source: str  # "compat TABLE[i]", "default", "realize" or "unknown"
 
 
 @frozen
@@ -59,6 +59,10 @@ def compare_machines(build: Build, machines: Sequence[type[MachineType]], show_a
                 cp = hit
                 source = f"compat {cp.table}[{cp.entry}]"
                 cells.append(Cell(_typed(info, cp.value), cp.value, source))
+            elif info is not None and info.realized is not None:
+                # QEMU changes it at realize (EPYC xlevel): say so, as resolve does.
+                cells.append(Cell(info.realized, f"{format_value(info.realized)} (realize)",
+                                  "realize"))
             elif info is not None and info.default is not None:
                 cells.append(Cell(info.default, format_value(info.default), "default"))
             else:
@@ -96,6 +100,8 @@ def to_table(build: Build, table: CompareTable) -> Table:
         short=("Driver", "Property", *table.machines),
         rows=tuple(rows),
         row_ids=tuple(f"{d}.{p}" for d, p, _ in table.rows),
-        legend=(("default", "no compat property sets it: the driver's default"),),
+        legend=(("default", "no compat property sets it: the driver's default"),
+                ("realize", "no compat property sets it and QEMU decides it at realize: "
+                            "the value a plain machine shows")),
         inputs=(("QEMU build", f"{build.name} ({build.kind})"),),
     )

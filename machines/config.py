@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from machines.build import Build
-from machines.errors import PropertyError, UsageError
+from machines.errors import OptionError, PropertyError, UsageError
 from machines.machine import MachineType
 from machines.options import CpuOption, GlobalOption, QemuOptions
 from machines.registry import known_elsewhere
@@ -101,6 +101,11 @@ def configure(build: Build, opts: QemuOptions,
         _check_cpu_features(build, opts.cpu, cpu_type)
     for glob in opts.globals:
         _check_global(build, glob, accel, warnings)
+    for device in opts.devices:
+        if device.driver not in qom or not qom.is_a(device.driver, "device") \
+                or device.driver in qom.abstract:
+            where, _, arg = device.text.partition(" ")
+            raise OptionError(where, arg, f"'{device.driver}' is not a valid device model name")
     return VmConfig(build, machine, given, accel, accel_source, cpu_type, opts, tuple(warnings))
 
 

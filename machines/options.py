@@ -77,6 +77,7 @@ class QemuOptions(NamedTuple):
     incoming: str | None = None
     loadvm: str | None = None
     warnings: tuple[str, ...] = ()
+    machine_type_text: str = ""  # the -machine option that named the type, for messages
 
     def machine_opt(self, key: str) -> str | None:
         return dict(self.machine).get(key)
@@ -274,6 +275,7 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
     table = option_table()
     machine: dict[str, str] = {}
     machine_texts: list[str] = []
+    type_text = ""
     accels: list[AccelOption] = []
     globals_: list[GlobalOption] = []
     devices: list[DeviceOption] = []
@@ -299,6 +301,8 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
                 machine_texts.append(f"{token} {arg}")
                 for key, value in keyval_parse(arg, "type"):
                     machine[key.replace("_", "-")] = value
+                    if key == "type":
+                        type_text = f"{token} {arg}"
             elif name == "enable-kvm":
                 machine["accel"] = "kvm"
             elif name == "accel":
@@ -327,7 +331,8 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
             raise OptionError(token, arg, "help is not available here; "
                               "see 'machines list' and 'machines show'") from None
     return QemuOptions(binary, tuple(machine.items()), " ".join(machine_texts), tuple(accels),
-                       tuple(globals_), cpu, tuple(devices), incoming, loadvm, tuple(warnings))
+                       tuple(globals_), cpu, tuple(devices), incoming, loadvm, tuple(warnings),
+                       type_text)
 
 
 def _parse_device(token: str, arg: str) -> DeviceOption:

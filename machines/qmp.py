@@ -110,6 +110,8 @@ class QemuCommand:
         """The argv with its program looked up on PATH; an error if it is missing."""
         program = shutil.which(self.argv[0])
         if program is None:
+            if os.sep in self.argv[0] and os.path.exists(self.argv[0]):
+                raise EnvironmentUnavailable(f"QEMU binary '{self.argv[0]}': Permission denied")
             raise EnvironmentUnavailable(f"QEMU binary '{self.argv[0]}' not found")
         if self.root != "/" and len(self.argv) >= 3:
             inside = self.argv[-1]

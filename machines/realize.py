@@ -38,3 +38,15 @@ def forced_at_realize(qom: QomTypes, typename: str, prop: str) -> tuple[object, 
 def _is_any(qom: QomTypes, typename: str, bases: Iterable[str]) -> bool:
     ancestry = set(qom.ancestry(typename))
     return any(base in ancestry for base in bases)
+
+
+# DEV_NVECTORS_UNSPECIFIED: a vector count left for realize to work out from
+# the device (virtio-serial-pci takes max_nr_ports + 1).  Old machine types'
+# compat entries set it (pc_compat_1_4 in QEMU 5.2), so a compat value does
+# not say what the guest gets either.
+NVECTORS_UNSPECIFIED = 0xFFFFFFFF
+
+
+def left_to_realize(prop: str, value: object) -> bool:
+    """Whether ``value`` only tells realize to decide (an "unspecified" marker)."""
+    return prop == "vectors" and value == NVECTORS_UNSPECIFIED

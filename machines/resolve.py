@@ -33,7 +33,7 @@ from machines.errors import PropertyError, UsageError
 from machines.machine import MachineType
 from machines.options import GlobalOption
 from machines.qom import PropertyInfo, QomTypes
-from machines.realize import forced_at_realize
+from machines.realize import forced_at_realize, left_to_realize
 from machines.values import Value, parse_value
 
 
@@ -208,6 +208,8 @@ class Resolver:
         elif value is None and info.type in ("str", "string"):
             value = ""  # a NULL string property reads back as "" over QMP
         realized = info.realized if source.kind in ("default", "instance") else None
+        if realized is None and left_to_realize(prop, value):
+            realized = "unspecified: realize decides"
         return Resolved(typename, prop, info.type, value, source, tuple(history), realized)
 
     def device(self, typename: str) -> dict[str, Resolved]:

@@ -72,3 +72,44 @@ def real_kvm():
 
     with open_kvm(KVM_DEVICE) as kvm:
         yield kvm
+
+
+# -- the zoo: real QEMU builds of other Debian suites (.ci/install-zoo) -------
+
+ZOO_DIR = os.environ.get("MACHINES_ZOO", "/var/lib/machines-zoo")
+# Build name (as --release names it) -> the Debian suite whose chroot runs it.
+ZOO_SUITES = {"5.2": "bullseye", "7.2": "bookworm", "10.0.13": "trixie",
+              "11.1.3": "trixie-backports"}
+HOST_BUILD = "10.0.2"  # what .ci/install-qemu puts on the host (bookworm-backports)
+ZOO_BUILDS = ("5.2", "7.2", HOST_BUILD, "10.0.13", "11.1.3")
+
+
+def zoo_command(build: str):  # -> QemuCommand, or skip / fail under MACHINES_REQUIRE_ZOO=1
+    """How to run a zoo build: the host's QEMU for 10.0.2, else its suite's chroot."""
+    import subprocess
+
+    from machines.qmp import QemuCommand
+
+    problem = None
+    if build == HOST_BUILD:
+        command = QemuCommand.parse(QEMU_BINARY)
+        if not qemu_available():
+            problem = f"{QEMU_BINARY} not found"
+        else:
+            out = subprocess.run([QEMU_BINARY, "--version"], capture_output=True, text=True,
+                                 check=False).stdout
+            if f"version {build} " not in out and f"version {build}\n" not in out:
+                problem = f"the host QEMU is not {build}: {out.splitlines()[:1]}"
+    else:
+        root = os.path.join(ZOO_DIR, ZOO_SUITES[build])
+        command = QemuCommand.chroot(root) if os.path.isdir(root) else QemuCommand(("chroot",))
+        if not os.path.isfile(os.path.join(root, ".zoo-ready")):
+            problem = f"no zoo chroot at {root} (run .ci/install-zoo)"
+        elif not os.path.ismount(os.path.join(root, "proc")):
+            problem = f"{root}/proc is not mounted (run .ci/install-zoo)"
+    if problem is not None:
+        reason = f"needs QEMU {build} from the zoo ({problem})"
+        if os.environ.get("MACHINES_REQUIRE_ZOO") == "1":
+            pytest.fail(reason + " but MACHINES_REQUIRE_ZOO=1")
+        pytest.skip(reason)
+    return command

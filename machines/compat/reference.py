@@ -65,8 +65,8 @@ def _reference_tables(base: Tables, reference: dict[str, Any], release: str) -> 
     """10.1 and 10.1.2: the 10.0.2 arrays plus the reference's merged entries."""
     tables = {n: list(e) for n, e in base.items() if n not in _DELETED_IN_10_1}
     for name, entries in [*reference["arrays"].items(), *reference["family_defaults"].items()]:
-        if not isinstance(entries, list):
-            continue  # "notes"
+        if name == "notes" or not isinstance(entries, list):
+            continue
         merged = [(e["driver"], e["property"], e["value"]) for e in entries
                   if e["status"] == "merged" and release in _expand(e["in_releases"])]
         if name.endswith("_compat_defaults"):
@@ -160,14 +160,19 @@ def build_model(imports: dict[str, dict[str, Any]], reference: dict[str, Any],
     }
 
 
-def regenerate(out: Path | None = None) -> Path:
-    """Rebuild ``data/model.json`` from the shipped inputs."""
-    from machines.fileio import atomic_write_json
-
+def model_from_sources() -> dict[str, Any]:
+    """The model data from the shipped inputs."""
     imports = {v: json.loads((DATA / f"qemu-{v}.json").read_text()) for v in ("10.0.2", "11.1.3")}
     reference = json.loads((SOURCES / "qemu-compat-10.1-11.0.json").read_text())
     properties = json.loads((SOURCES / "model-properties.json").read_text())
     source_10_2_2 = json.loads((SOURCES / "qemu-10.2.2-arrays.json").read_text())
+    return build_model(imports, reference, properties, source_10_2_2)
+
+
+def regenerate(out: Path | None = None) -> Path:
+    """Rebuild ``data/model.json`` from the shipped inputs."""
+    from machines.fileio import atomic_write_json
+
     out = out or DATA / "model.json"
-    atomic_write_json(out, build_model(imports, reference, properties, source_10_2_2))
+    atomic_write_json(out, model_from_sources())
     return out
