@@ -476,9 +476,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     from machines.compat.importer import import_build
     from machines.fileio import atomic_write_json
-    from machines.report import print_json
-
     from machines.qmp import QemuCommand
+    from machines.report import print_json
 
     if bool(args.qemu) == bool(args.chroot):
         raise UsageError("machines import: give --qemu COMMAND or --chroot DIR")

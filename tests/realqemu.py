@@ -28,8 +28,8 @@ async def with_qemu(binary: str | QemuCommand, args: Sequence[str],
 Body = Callable[[QemuSession], Awaitable[T]]
 
 
-def run_many(binary: str | QemuCommand, jobs: Iterable[tuple[Sequence[str], Body[T]]], parallel: int = 4
-             ) -> list[T]:
+def run_many(binary: str | QemuCommand, jobs: Iterable[tuple[Sequence[str], Body[T]]],
+             parallel: int = 4) -> list[T]:
     """Run one QEMU per job, a few at a time; results in job order."""
     async def main() -> list[T]:
         gate = asyncio.Semaphore(parallel)
@@ -95,7 +95,7 @@ def _affected(build: Build) -> dict[str, set[str]]:
     return drivers
 
 
-def sample_body(build: Build) -> Callable[[QemuSession], Awaitable[list[tuple[str, str, Any]]]]:
+def sample_body(build: Build) -> Body[list[tuple[str, str, Any]]]:
     """Read every compat-affected property of every device QEMU created."""
     qom = build.qom
     affected = _affected(build)

@@ -147,7 +147,7 @@ def flat_from_source(source: SourceArrays, names: Sequence[str]) -> dict[str, li
     for name in names:
         src = source["machines"].get(name)
         if src is not None:
-            flat[name] = [tuple(e) for t in src["tables"]  # type: ignore[misc]
+            flat[name] = [tuple(e) for t in src["tables"]
                           for e in source["tables"][t]]
     return flat
 
@@ -199,8 +199,8 @@ def _name_share(table: str, entries: list[Entry], known: Mapping[str, Sequence[E
         return None
     suffix = f"{match[1]}_{match[2]}"
     hw, pc = f"hw_compat_{suffix}", f"pc_compat_{suffix}"
-    known_hw = [tuple(e) for e in known.get(hw, ())]
-    known_pc = [tuple(e) for e in known.get(pc, ())]
+    known_hw = list(known.get(hw, ()))
+    known_pc = list(known.get(pc, ()))
     if hw in known and pc in known:
         # Arrays grow (or lose an entry) at their end: accept a cut where each
         # side and its known namesake are one a prefix of the other.
@@ -520,11 +520,11 @@ async def _query(binary: QemuCommand, timeout: float, drivers: Iterable[str] = (
             return QemuSession(process)
 
         described = await describe(await launch(), launch, drivers)
-    version, package, machines, qom, drivers = (described[k] for k in (
+    version, package, machines, qom, named = (described[k] for k in (
         "version", "package", "machines", "qom", "drivers"))
     parents = {n: v[0] for n, v in qom["types"].items()}
     abstract = {n for n, v in qom["types"].items() if v[1]}
-    qom["instances"] = share_up(await _instances(binary, timeout, machines, qom, drivers),
+    qom["instances"] = share_up(await _instances(binary, timeout, machines, qom, named),
                                 parents, abstract, keep_empty=True)
     return {"version": version, "package": package, "machines": machines, "qom": qom}
 
@@ -570,7 +570,7 @@ def load_known(paths: Sequence[Path]) -> dict[str, list[Entry]]:
         doc = load_json(str(path), "known arrays")
         for name, entries in (doc.get("tables") or {}).items():
             if not name.startswith("compat@") and not name.endswith("-defaults"):
-                known[name] = [tuple(e) for e in entries]  # type: ignore[misc]
+                known[name] = [tuple(e) for e in entries]
     return known
 
 

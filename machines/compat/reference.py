@@ -57,7 +57,7 @@ def _expand(in_releases: list[str]) -> list[str]:
 
 
 def _import_tables(doc: dict[str, Any]) -> Tables:
-    return {name: [tuple(e) for e in entries]  # type: ignore[misc]
+    return {name: [tuple(e) for e in entries]
             for name, entries in doc["tables"].items()}
 
 
@@ -69,9 +69,7 @@ def _reference_tables(base: Tables, reference: dict[str, Any], release: str) -> 
             continue
         merged = [(e["driver"], e["property"], e["value"]) for e in entries
                   if e["status"] == "merged" and release in _expand(e["in_releases"])]
-        if name.endswith("_compat_defaults"):
-            tables[name] = merged
-        elif merged or name not in tables:
+        if name.endswith("_compat_defaults") or merged or name not in tables:
             tables[name] = merged
     return tables
 
@@ -84,7 +82,7 @@ def release_tables(release: str, imports: dict[str, dict[str, Any]], reference: 
     if release in ("10.1", "10.1.2"):
         return _reference_tables(_import_tables(imports["10.0.2"]), reference, release)
     if release in ("10.2", "10.2.2"):
-        tables = {n: [tuple(e) for e in entries]  # type: ignore[misc]
+        tables = {n: [tuple(e) for e in entries]
                   for n, entries in source_10_2_2["tables"].items()}
         if release == "10.2":
             for name, entry in _BACKPORTED_IN_10_2_2:
