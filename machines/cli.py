@@ -27,8 +27,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_release(p: argparse.ArgumentParser) -> None:
     p.add_argument("--release", "--build", dest="release", metavar="RELEASE",
-                   help="QEMU build: a model release (10.0, 10.1, 10.1.2, 10.2; default 10.2), "
-                        "the imported 10.0.2, or a file written by 'machines import'")
+                   help="QEMU build: a model release (10.0 ... 11.1; default 11.1), a real "
+                        "Debian build (5.2, 7.2, 10.0.2, 10.0.13, 11.1.3), or a file written "
+                        "by 'machines import'")
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
