@@ -210,6 +210,10 @@ BAD_OPTIONS = [
     ["-machine", "q35", "-cpu", "qemu64,foo=bar"],
     ["-machine", "q35", "-global", "isa-pcspk.migrate=maybe"],
     ["-machine", "q35,accel=kvm", "-accel", "tcg"],
+    ["-machine", "pc-q35-10.0,kernel_irqchip=split", "-accel", "kvm", "-machine",
+     "kernel-irqchip=on"],
+    ["-machine", "q35,kernel-irqchip=on,kernel_irqchip=split"],
+    ["-machine", "q35,dump_guest_core=off", "-machine", "dump-guest-core=on"],
     ["-bogus"],
 ]
 
