@@ -153,8 +153,8 @@ def test_host_spec_errors() -> None:
 def test_libvirt_domain_mapping() -> None:
     binary, args = read_domain(FIXTURES / "respected-by-global.xml")
     assert binary == "/usr/bin/qemu-system-x86_64"
-    assert args == ["-machine", "pc-q35-10.0", "-accel", "kvm,kernel-irqchip=split",
-                    "-cpu", "Skylake-Server,-x2apic,+pcid",
+    assert args == ["-machine", "pc-q35-10.0,kernel_irqchip=split", "-accel", "kvm",
+                    "-cpu", "Skylake-Server,x2apic=off,pcid=on",
                     "-global", "kvm-accel.seoib-policy=respected"]
 
 
