@@ -290,6 +290,11 @@ def option_table() -> Mapping[str, bool]:
 
 def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
     """Parse QEMU arguments (without the program name)."""
+    program = (binary or "").rsplit("/", 1)[-1]
+    target = _QEMU_PROGRAM.match(program)
+    if target and target.group(1) not in ("system-x86_64", "system-i386", "kvm"):
+        raise UsageError(f"{program}: only x86 is modelled (qemu-system-x86_64, "
+                         "qemu-system-i386)")
     table = option_table()
     machine: dict[str, str] = {}
     machine_texts: list[str] = []

@@ -93,3 +93,43 @@ def test_libvirt_verdict_equals_the_verdict_of_libvirts_args(capsys: pytest.Capt
 
         assert json.loads(from_xml)["destinations"] == json.loads(from_args)["destinations"]
         assert shlex.split(line)  # the .args file is a pasted command line
+
+
+def test_domain_without_machine_is_the_pc_alias(capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    """libvirt starts a domain without machine= with the alias: alias-not-pinned, like 'pc'."""
+    import json
+
+    from machines.cli import main
+
+    xml = tmp_path / "nomachine.xml"
+    xml.write_text("<domain type='kvm'><os><type arch='x86_64'>hvm</type></os></domain>")
+    _, args = read_domain(xml)
+    assert args[:2] == ["-machine", "pc"]
+    assert main(["preflight", "--libvirt", str(xml), "--release", "10.0.2", "--dest",
+                 "linux-7.0/10.0.2", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["code"] for r in doc["destinations"][0]["reasons"]] == ["alias-not-pinned"]
+
+
+@pytest.mark.parametrize(("xml", "argv"), [
+    ("<domain type='kvm'><os><type arch='aarch64' machine='virt-9.2'>hvm</type></os></domain>",
+     []),
+    ("<domain type='kvm'><os><type machine='virt-9.2'>hvm</type></os><devices>"
+     "<emulator>/usr/bin/qemu-system-aarch64</emulator></devices></domain>", []),
+    (None, ["--", "-M", "virt-9.2", "-accel", "kvm"]),
+    (None, ["--cmdline", "qemu-system-aarch64 -M virt -accel kvm"]),
+])
+def test_other_architectures_are_named_as_such(xml: str | None, argv: list[str],
+                                               capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    from machines.cli import main
+
+    if xml is not None:
+        path = tmp_path / "arm.xml"
+        path.write_text(xml)
+        argv = ["--libvirt", str(path)]
+    assert main(["preflight", "--dest", "linux-7.0/10.0.2", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "only x86 is modelled" in err
+    assert "unknown machine type" not in err
