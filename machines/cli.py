@@ -435,7 +435,11 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     from machines.registry import get_build
 
     build = get_build(args.release)
-    kernels = [shipped(n) for n in shipped_names()] + [kernel_profile(k) for k in args.kernel]
+    kernels = []  # --kernel replaces the shipped columns; each kernel once
+    for profile in ([kernel_profile(k) for k in args.kernel] if args.kernel
+                    else [shipped(n) for n in shipped_names()]):
+        if all(k.name != profile.name for k in kernels):
+            kernels.append(profile)
     if args.source_kernel:
         here = kernel_profile(args.source_kernel)
     else:
@@ -443,7 +447,8 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     dests = [from_spec(d) for d in args.dest]
     machines = matrix.select(build, args.family, args.since, args.include_removed)
     if not machines:
-        raise UsageError("no machine type matches the filters")
+        since = f" since {matrix.since_version(args.since)}" if args.since else ""
+        raise UsageError(f"no machine type{since} matches the filters in QEMU {build.name}")
     result = matrix.build_matrix(build, kernels, dests, here, machines)
     _emit(args, _render(args, matrix.to_table(result), matrix.to_json(result)))
     return 0
@@ -576,14 +581,16 @@ def _sub_matrix(sub: Any) -> None:
     p = sub.add_parser("matrix", help="machine types x kernels x hosts: SEOIB and migration")
     _add_release(p)
     p.add_argument("--kernel", action="append", default=[], metavar="PROFILE",
-                   help="a kernel column besides the shipped ones: 'host' or a profile file")
+                   help="a kernel column: 'host', a shipped profile or a profile file "
+                        "(repeatable; replaces the shipped columns)")
     p.add_argument("--dest", action="append", default=[], metavar="HOST",
                    help="a destination column: host-profile file or KERNEL/QEMU (repeatable)")
     p.add_argument("--source-kernel", metavar="PROFILE",
                    help="the kernel VMs are powered on with before they migrate (default: "
                         "this host's, else linux-7.0)")
     p.add_argument("--family", choices=sorted({"q35", "pc-q35", "i440fx", "pc-i440fx", "pc"}))
-    p.add_argument("--since", metavar="VERSION", help="only machine types of this version on")
+    p.add_argument("--since", metavar="VERSION",
+                   help="only machine types of this version on (9.0; 10 means 10.0)")
     p.add_argument("--include-removed", action="store_true",
                    help="also types the build knows but no longer registers")
     _add_output(p)

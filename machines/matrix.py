@@ -10,6 +10,7 @@ profiles.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,8 @@ from machines.i386.ioapic import ioapic
 from machines.i386.seoib import SeoibDecision, decide, inputs_from
 from machines.kernels import caps
 from machines.machine import MachineType
-from machines.naming import parse_machine_name, version_key
+from machines.errors import UsageError
+from machines.naming import MachineVersion, parse_machine_name, version_key
 from machines.options import parse_args
 from machines.preflight import Destination, judge, source_from
 from machines.render import Cell, Table
@@ -54,11 +56,22 @@ class Matrix:
     rows: tuple[Row, ...]
 
 
+def since_version(since: str) -> MachineVersion:
+    """``--since``: a version as machine types carry it; ``10`` means ``10.0``."""
+    text = since.strip()
+    if re.fullmatch(r"[A-Za-z]*\d+", text):
+        text += ".0"
+    version = parse_machine_name(f"x-{text}").version if text else None
+    if version is None:
+        raise UsageError(f"--since {since}: expected a QEMU version such as 9.0 or 10")
+    return version
+
+
 def select(build: Build, family: str | None = None, since: str | None = None,
            include_removed: bool = False) -> list[type[MachineType]]:
     """The machine types a matrix shows, in ``-machine help`` order."""
     wanted = FAMILIES.get(family, family) if family else None
-    floor = parse_machine_name(f"x-{since}").version if since else None
+    floor = since_version(since) if since is not None else None
     names = [m.name for m in build.registered()]
     if include_removed:
         names += sorted((n for n, m in build.machines.items() if not m.registered),
