@@ -180,6 +180,9 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[A
                                                                      if qemu_args else [])
     if len(given) > 1:
         raise UsageError(f"describe the source VM once, not with {' and '.join(given)}")
+    if not given and args.state is None:
+        raise UsageError("no source VM: give its QEMU arguments (after --), --cmdline LINE, "
+                         "--libvirt XML, --qmp SOCKET or --state FILE")
     if args.source_host is not None and args.release is not None:
         raise UsageError("--source-host names the source QEMU already; drop --release")
     binary = None

@@ -319,3 +319,9 @@ def test_host_profile_file_round_trip(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="newer than this tool"):
         load(tmp_path / "h2.json")
 
+
+
+def test_preflight_without_a_source_vm_is_a_usage_error(capsys: Any) -> None:
+    assert main(["preflight", "--dest", "linux-7.0/10.2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "no source VM" in err
