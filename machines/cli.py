@@ -260,6 +260,10 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if kvm_lapic:
         kernel = source_host.kernel if source_host else kernel_profile("host")
     decision = None
+    if args.source_state is not None and not kvm_lapic:
+        raise UsageError(f"--source-state {args.source_state}: this VM runs "
+                         + ("without KVM" if not inputs.kvm else "with kernel-irqchip=off")
+                         + ", so it has no KVM LAPIC and no SEOIB state; drop --source-state")
     if args.source_state is not None:
         try:
             state: SeoibState | None = SeoibState.parse(args.source_state)
@@ -360,12 +364,8 @@ def _cmd_loadvm_check(args: argparse.Namespace) -> int:
             print(f"{current.name} -> {snapshot.name} on kernel {name}: {verdict}: {r.reason}")
             if r.fix:
                 print(f"  fix: {r.fix}")
-    refused = [(n, r) for n, r in results if not r.allowed]
-    if refused:
-        name, r = refused[0]
-        print(f"machines: snapshot restore refused (kernel {name}): {r.reason}", file=sys.stderr)
-        return 1
-    return 0
+    # The refusal and its fix are in the output above, once; the exit code says it too.
+    return 1 if any(not r.allowed for _, r in results) else 0
 
 
 FORMATS = ("text", "md", "csv", "json", "html")

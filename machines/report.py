@@ -253,10 +253,14 @@ def preflight_text(doc: dict[str, Any]) -> str:
     src = doc["source"]
     given = (f" (configured as '{src['machine_as_given']}')"
              if src["machine_as_given"] not in (None, src["machine"]) else "")
-    state = src["seoib"]["state"] or "none (no KVM LAPIC)"
+    origin = src["seoib"]["origin"]
+    state = src["seoib"]["state"]
+    if state is None:  # the origin says why there is none
+        state, origin = "none", (origin if "no KVM LAPIC" in origin
+                                 else f"no KVM LAPIC; {origin}")
     out.write(f"source: {src['machine']}{given} on QEMU {src['qemu']}, {src['host']}"
               f"{', kernel ' + src['kernel'] if src['kernel'] else ''}\n")
-    out.write(f"        SEOIB {state} ({src['seoib']['origin']})")
+    out.write(f"        SEOIB {state} ({origin})")
     if src["kernel_irqchip"]:
         out.write(f", kernel-irqchip={src['kernel_irqchip']}")
     if src["ioapic"]:

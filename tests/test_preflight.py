@@ -325,3 +325,15 @@ def test_preflight_without_a_source_vm_is_a_usage_error(capsys: Any) -> None:
     assert main(["preflight", "--dest", "linux-7.0/10.2"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "no source VM" in err
+
+
+def test_tcg_source_wording_and_no_source_state(capsys: Any) -> None:
+    assert main(["preflight", "--dest", "linux-7.0/10.2", "-M", "pc-q35-10.2",
+                 "-accel", "tcg"]) == 0
+    out = capsys.readouterr().out
+    assert "SEOIB none (no KVM LAPIC)," in out and out.count("no KVM LAPIC") == 1
+    assert main(["preflight", "--dest", "linux-7.0/10.2", "--source-state", "RESPECTED",
+                 "-M", "pc-q35-10.2", "-accel", "tcg"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "runs without KVM, so it has no KVM LAPIC" in err
