@@ -52,12 +52,18 @@ def test_golden(case: str, fmt: str, tmp_path: Path) -> None:
     assert produced == golden.read_text()
 
 
-def test_text_fits_100_columns_with_4_kernels_and_8_hosts(capsys: Any) -> None:
+def test_text_fits_100_columns_with_4_kernels_and_8_hosts(capsys: Any, tmp_path: Path) -> None:
     dests = [a for d in ("linux-6.12/10.2", "linux-7.0/10.0.2", "linux-7.0/10.1",
                          "linux-7.0/10.1.2", "linux-6.12/10.0", "linux-7.0/10.2",
                          "linux-6.18.y-seoib/10.2", "linux-6.12/10.0.2") for a in ("--dest", d)]
-    kernel = str(Path(__file__).parents[1] / "kvmglue" / "profiles" / "linux-7.0.json")
-    assert main(["matrix", "--kernel", kernel, "--source-kernel", "linux-7.0",
+    doc = json.loads((Path(__file__).parents[1] / "kvmglue" / "profiles" /
+                      "linux-7.0.json").read_text())
+    doc["name"] = "linux-7.0-local"
+    kernel = tmp_path / "linux-7.0-local.json"
+    kernel.write_text(json.dumps(doc))
+    kernels = [a for k in ("linux-6.12", "linux-6.18.y-seoib", "linux-7.0", str(kernel))
+               for a in ("--kernel", k)]
+    assert main(["matrix", *kernels, "--source-kernel", "linux-7.0",
                  "--include-removed", "--color", "never", *dests]) == 0
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 100
