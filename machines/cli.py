@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from machines.errors import MachinesError, UsageError
+from machines.errors import MachinesError, UnknownMachineError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,8 +170,39 @@ def _with_saved_machine(opts: Any, saved: Any) -> Any:
                          machine_text=",".join(filter(None, (saved.machine, opts.machine_text))))
 
 
-def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[Any, Any, str]:
-    """(QEMU options, source host profile, how the VM was described)."""
+def _with_saved_accel(opts: Any, saved: Any) -> tuple[Any, str | None]:
+    """The VM's options with the accelerator the stream shows, when they name none.
+
+    A stream shows KVM (its kvmclock section) but not the irqchip mode, except
+    that only a split irqchip VM carries a non-QUIRKED x86-seoib-state; only
+    when the mode is unknowable is the operator asked for it.
+    """
+    from machines.i386.seoib import SeoibState
+    from machines.options import AccelOption
+
+    if opts.accels or opts.machine_opt("accel") is not None:
+        return opts, None
+    if saved.kvm_evidence is None:
+        return (opts._replace(accels=(AccelOption("tcg", (), "-accel tcg"),)),
+                "TCG: the stream shows no sign of KVM (no kvmclock section); "
+                "give -accel if it ran under KVM")
+    why = f"KVM from {saved.kvm_evidence}"
+    props: tuple[tuple[str, str], ...] = ()
+    if opts.machine_opt("kernel-irqchip") is None:
+        if saved.seoib in (None, SeoibState.QUIRKED):
+            raise UsageError(f"{saved.path} was saved by a KVM VM ({saved.kvm_evidence}), but a "
+                             "stream does not show the irqchip mode: give -accel "
+                             "kvm,kernel-irqchip=on or -accel kvm,kernel-irqchip=split")
+        props = (("kernel-irqchip", "split"),)
+        why += (f", kernel-irqchip=split from its x86-seoib-state {saved.seoib.name} (only a "
+                "split irqchip VM has one)")
+    text = "-accel kvm" + "".join(f",{k}={v}" for k, v in props)
+    return opts._replace(accels=(AccelOption("kvm", props, text),)), why
+
+
+def _preflight_source(args: argparse.Namespace, qemu_args: list[str]
+                      ) -> tuple[Any, Any, Any, str, str]:
+    """(QEMU options, source host profile, source build, why that build, how described)."""
     from machines.hostprofile import from_spec
     from machines.options import parse_args, split_command_line
 
@@ -187,7 +218,7 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[A
         raise UsageError("--source-host names the source QEMU already; drop --release")
     binary = None
     described = "QEMU arguments"
-    release = args.release
+    version, version_of = None, ""
     if args.cmdline is not None:
         binary, qemu_args = split_command_line(args.cmdline)
         described = "a pasted command line"
@@ -198,19 +229,42 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[A
         described = f"libvirt domain {args.libvirt}"
     elif args.qmp is not None:
         from machines.live import read_live
-        from machines.registry import IMPORTED
 
         live = read_live(args.qmp)
         qemu_args = list(live.args)
         described = f"the running QEMU {live.version} at {args.qmp}"
-        if release is None and args.source_host is None:
-            if live.version not in IMPORTED:
-                raise UsageError(f"no build data for QEMU {live.version}: import it "
-                                 "('machines import --qemu BINARY -o FILE') and pass "
-                                 "--release FILE")
-            release = live.version
+        version, version_of = live.version, f"the version the running QEMU at {args.qmp} reports"
+    opts = parse_args(qemu_args, binary)
     source_host = from_spec(args.source_host) if args.source_host else None
-    return parse_args(qemu_args, binary), (source_host, release), described
+    build, why = _source_build(args, source_host, binary, version, version_of)
+    return opts, source_host, build, why, described
+
+
+def _source_build(args: argparse.Namespace, source_host: Any, binary: str | None,
+                  version: str | None, version_of: str) -> tuple[Any, str]:
+    """The source QEMU build and why it was taken: the host profile, --release, the
+    emulator's own version, else the model's newest (said so, with how to name it)."""
+    from machines.registry import NEWEST, build_for_version, get_build
+
+    if source_host is not None:
+        return source_host.build, f"the QEMU of source host {source_host.name} (--source-host)"
+    if args.release is not None:
+        return get_build(args.release), "--release"
+    unknown_binary = ""
+    if version is None and binary is not None:
+        from machines.emulator import emulator_version
+
+        version, unknown_binary = emulator_version(binary)
+        version_of = f"the version of {binary} on this host"
+    if version is not None:
+        name = build_for_version(version)
+        if name is None:
+            raise UsageError(f"no build data for QEMU {version} ({version_of}): import it "
+                             "('machines import --qemu BINARY -o FILE') and pass --release FILE")
+        return get_build(name), version_of
+    because = f"; {unknown_binary}" if unknown_binary else ""
+    return get_build(NEWEST), (f"assumed, the model's newest (name the source's QEMU with "
+                               f"--release or --source-host{because})")
 
 
 def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
@@ -228,8 +282,7 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
         return _preflight_fleet(args, qemu_args)
     if not args.dest:
         raise UsageError("give at least one --dest HOST")
-    opts, (source_host, release), described = _preflight_source(args, qemu_args)
-    build = source_host.build if source_host else get_build(release)
+    opts, source_host, build, build_why, described = _preflight_source(args, qemu_args)
     saved = None
     if args.state is not None:
         from machines.savevm import read_saved_state
@@ -239,8 +292,26 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
                              + ("--source-state" if args.source_state else "--qmp"))
         saved = read_saved_state(args.state)
         opts = _with_saved_machine(opts, saved)
-        described += f", saved state {args.state}"
-    config = configure(build, opts)
+        opts, inferred = _with_saved_accel(opts, saved)
+        described += f", saved state {args.state}" + (f" ({inferred})" if inferred else "")
+    notes: list[str] = []
+    try:
+        config = configure(build, opts)
+    except UnknownMachineError as err:
+        from machines.registry import builds_registering
+
+        others = builds_registering(err.name)
+        if not others:
+            raise
+        notes.append(f"QEMU {build.name} does not register {err.name}, so the source runs "
+                     "another QEMU: name it with --release or --source-host")
+        build, build_why = (get_build(others[0]), "stand-in, the newest build here that "
+                            f"registers {err.name}")
+        config = configure(build, opts)
+    if saved is not None and saved.kvm_evidence and not config.kvm:
+        raise UsageError(f"{args.state} was saved by a KVM VM ({saved.kvm_evidence}), but the "
+                         f"VM is configured with {config.accel}; QEMU would refuse to load it "
+                         "(\"Unknown savevm section or instance 'kvmclock' 0\")")
     if saved is not None and saved.machine is not None and config.machine.name != saved.machine:
         raise UsageError(f"{args.state} was saved from machine type {saved.machine}, but the "
                          f"VM is configured as {config.machine.name}; QEMU would refuse to "
@@ -292,7 +363,7 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     source = source_from(config, state, origin, decision)
     host: HostProfile | None = source_host
     results = judge_all(source, dests, dest_args)
-    doc = report.preflight_json(source, host, kernel, described, results)
+    doc = report.preflight_json(source, host, kernel, described, results, build_why, notes)
     if args.json:
         report.print_json(doc)
     else:

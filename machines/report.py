@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from machines.values import format_value
@@ -219,7 +220,8 @@ def seoib_text(decisions: list[SeoibDecision]) -> str:
 
 def preflight_json(source: PreflightSource, host: HostProfile | None,
                    kernel: KernelProfile | None, described: str,
-                   results: list[Destination]) -> dict[str, Any]:
+                   results: list[Destination], qemu_why: str = "",
+                   notes: Sequence[str] = ()) -> dict[str, Any]:
     config = source.config
     return {
         "schema": "machines/preflight/v1",
@@ -227,6 +229,8 @@ def preflight_json(source: PreflightSource, host: HostProfile | None,
             "described_by": described,
             "host": host.name if host else "this host",
             "qemu": config.build.name,
+            "qemu_why": qemu_why,
+            "notes": list(notes),
             "kernel": kernel.name if kernel else None,
             "machine": source.machine,
             "machine_as_given": config.machine_as_given,
@@ -260,6 +264,11 @@ def preflight_text(doc: dict[str, Any]) -> str:
                                  else f"no KVM LAPIC; {origin}")
     out.write(f"source: {src['machine']}{given} on QEMU {src['qemu']}, {src['host']}"
               f"{', kernel ' + src['kernel'] if src['kernel'] else ''}\n")
+    out.write(f"        from {src['described_by']}\n")
+    if src.get("qemu_why"):
+        out.write(f"        QEMU {src['qemu']}: {src['qemu_why']}\n")
+    for note in src.get("notes", []):
+        out.write(f"        note: {note}\n")
     out.write(f"        SEOIB {state} ({origin})")
     if src["kernel_irqchip"]:
         out.write(f", kernel-irqchip={src['kernel_irqchip']}")

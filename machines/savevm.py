@@ -78,6 +78,19 @@ class SavedState(NamedTuple):
         """What the destination ends up with: no section means QUIRKED."""
         return self.seoib if self.seoib is not None else SeoibState.QUIRKED
 
+    @property
+    def kvm_evidence(self) -> str | None:
+        """Why the stream must come from a KVM VM, or None when it shows no sign of KVM.
+
+        Only KVM creates the ``kvmclock`` device (x86 CPUs with the kvmclock
+        feature, the default).  The irqchip mode does not show: QEMU 10.0.2's
+        ``kvm-apic``/``kvm-ioapic`` save under the same section names and
+        layout (``apic``, ``ioapic``) as the userspace ones.
+        """
+        if any(s.name == "kvmclock" for s in self.sections):
+            return "its kvmclock section"
+        return None
+
 
 def read_saved_state(path: str) -> SavedState:
     """Read ``path``; any problem is one StreamError (or DataError) naming where."""

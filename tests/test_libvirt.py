@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,80 @@ def test_other_architectures_are_named_as_such(xml: str | None, argv: list[str],
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "only x86 is modelled" in err
     assert "unknown machine type" not in err
+
+
+def _preflight(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    import json
+
+    from machines.cli import main
+
+    code = main(["preflight", "--json", *argv])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+@pytest.mark.qemu
+def test_source_build_is_the_emulators_version(qemu_binary: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """<emulator>/usr/bin/qemu-system-x86_64</emulator> is QEMU 10.0.2 here: q35 is pc-q35-10.0."""
+    import shutil
+    import subprocess
+
+    path = shutil.which(qemu_binary)
+    version = subprocess.run([str(path), "--version"], capture_output=True, text=True,
+                             check=True).stdout
+    if "version 10.0.2" not in version:
+        pytest.skip("the fixture's emulator path is QEMU 10.0.2 only on the CI image")
+    code, doc = _preflight(capsys, "--libvirt", str(FIXTURES / "intel-iommu-eim.xml"),
+                           "--dest", "linux-7.0/10.0.2", "--source-host", "linux-7.0/10.0.2")
+    src_named = doc["source"]
+    code, doc = _preflight(capsys, "--libvirt", str(FIXTURES / "intel-iommu-eim.xml"),
+                           "--dest", "linux-7.0/10.0.2")
+    src = doc["source"]
+    assert src["qemu"] == "10.0.2"
+    assert src["qemu_why"] == "the version of /usr/bin/qemu-system-x86_64 on this host"
+    assert (src["machine_as_given"], src["machine"]) == ("q35", "pc-q35-10.0")
+    assert src["machine"] == src_named["machine"]
+
+
+def test_unreachable_emulator_says_the_build_was_assumed(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    xml = tmp_path / "elsewhere.xml"
+    xml.write_text("<domain type='kvm'><os><type arch='x86_64' machine='q35'>hvm</type></os>"
+                   "<devices><emulator>/nonexistent/qemu-system-x86_64</emulator></devices>"
+                   "</domain>")
+    _, doc = _preflight(capsys, "--libvirt", str(xml), "--dest", "linux-7.0/10.2",
+                        "--source-host", "linux-7.0/10.2")
+    assert doc["source"]["qemu_why"].startswith("the QEMU of source host")
+    _, doc = _preflight(capsys, "--libvirt", str(xml), "--dest", "linux-7.0/10.2",
+                        "--release", "10.1")
+    assert (doc["source"]["qemu"], doc["source"]["qemu_why"]) == ("10.1", "--release")
+    _, doc = _preflight(capsys, "--libvirt", str(xml), "--dest", "linux-7.0/10.2",
+                        "--source-state", "QUIRKED")
+    why = doc["source"]["qemu_why"]
+    assert why.startswith("assumed, the model's newest") and "--release" in why
+    assert "/nonexistent/qemu-system-x86_64 is not an executable on this host" in why
+
+
+@pytest.mark.parametrize("machine", ["pc-q35-4.2", "pc-q35-2.7", "pc-i440fx-2.5"])
+def test_type_the_assumed_build_lacks_gets_the_verdict_not_exit_2(
+        machine: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = _preflight(capsys, "--dest", "linux-7.0/10.2", "--source-state", "QUIRKED",
+                           "--", "-M", machine, "-accel", "kvm,kernel-irqchip=split")
+    assert code == 3
+    dest = doc["destinations"][0]
+    assert [r["code"] for r in dest["reasons"]] == ["machine-type-unknown"]
+    src = doc["source"]
+    assert src["machine"] == machine and src["qemu"] != "10.2"
+    assert any("name it with --release" in n for n in src["notes"])
+
+
+def test_registry_maps_an_emulator_version_to_a_build() -> None:
+    from machines.registry import build_for_version
+
+    assert build_for_version("10.0.2") == "10.0.2"
+    assert build_for_version("10.1.0") == "10.1"
+    assert build_for_version("10.1.2") == "10.1.2"
+    assert build_for_version("9.2.0") is None
+    assert build_for_version("10.0.2 (Debian)") is None
