@@ -386,7 +386,10 @@ def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if single:
         raise UsageError(f"--fleet describes its VMs and hosts itself; drop {', '.join(single)}")
     run = FleetRun(read_hosts(args.hosts))
-    vms = read_vms(args.fleet)
+    # Every line is read and checked before the first byte goes out: a bad line is
+    # one error, never a header (or half the answer) followed by it.
+    vms = list(read_vms(args.fleet))
+    run.check(vms, args.fleet)
     if args.output:
         from machines.fileio import atomic_stream
 
