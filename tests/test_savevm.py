@@ -161,11 +161,12 @@ def test_corrupt_and_foreign_streams(tmp_path: Path) -> None:
     # A section name changed on the wire no longer matches its description.
     at = good.index(b"x86-seoib-state")
     broken = good[:at] + b"X" + good[at + 1:]
-    assert "do not match the vmstate description" in _error(tmp_path, broken)
+    assert f"offset {at}: device section 'x86-seoib-state'" in _error(tmp_path, broken)
+    assert "does not match the vmstate description: its name reads" in _error(tmp_path, broken)
     # A description that lies about a size.
     text_at = good.rindex(b'"size": 4}')
-    assert "do not match" in _error(tmp_path, good[:text_at] + b'"size": 5}'
-                                    + good[text_at + 10:])
+    assert "does not match" in _error(tmp_path, good[:text_at] + b'"size": 5}'
+                                      + good[text_at + 10:])
     assert "empty.mig" in _error_named(tmp_path, "empty.mig", b"")
 
 
@@ -321,3 +322,30 @@ def test_a_non_quirked_section_implies_a_split_irqchip(tmp_path: Path,
     assert (doc["accel"], doc["kernel_irqchip"], doc["seoib"]["state"]) == \
         ("kvm", "split", "RESPECTED")
     assert "kernel-irqchip=split from its x86-seoib-state" in doc["described_by"]
+
+
+@pytest.mark.qemu
+def test_a_corrupt_byte_is_reported_at_its_offset(real_streams: dict[str, tuple[str, Path]],
+                                                  tmp_path: Path) -> None:
+    """Each damaged header or footer byte of a real stream is named at its own offset."""
+    _, path = real_streams["q35"]
+    data = path.read_bytes()
+    saved = read_saved_state(str(path))
+    damaged = tmp_path / "damaged.mig"
+    checked = 0
+    for section in saved.sections:
+        if section.kind != "device" or section.size is None:
+            continue
+        name_len = len(section.name)
+        header = 6 + name_len + 8
+        for where in (0, 5, 6, 6 + name_len - 1, 6 + name_len, header - 1, section.size - 5):
+            offset = section.offset + where
+            copy = bytearray(data)
+            copy[offset] ^= 0xFF
+            damaged.write_bytes(copy)
+            with pytest.raises(StreamError) as err:
+                read_saved_state(str(damaged))
+            assert err.value.offset == offset, (section.name, where, str(err.value))
+            assert f"'{section.name}'" in str(err.value)
+            checked += 1
+    assert checked > 100
