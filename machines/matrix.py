@@ -195,15 +195,39 @@ def to_table(matrix: Matrix) -> Table:
     legend += [("RESP", "RESPECTED: SEOIB advertised and honoured (ENABLE flag)"),
                ("QRK", "QUIRKED: legacy, advertised under a split irqchip but not honoured"),
                ("NADV", "NOT_ADVERTISED: not advertised (DISABLE flag)"),
-               ("REF", "QEMU would refuse to power the VM on; BLK: migration blocked"),
+               ("REF", "QEMU would refuse to power the VM on"),
+               ("BLK", "migration blocked"),
                ("quirk:c", "seoib-policy and where it comes from: c compat property, d type "
                            "default, a -accel, g -global; n/a: this QEMU has no seoib-policy"),
                ("*", "deprecated machine type; (gone): no longer registered")]
+    # md and html show the full titles and labels: their legend explains those.
+    long_legend = [(f"state on {k.name}", f"SEOIB state of a split-irqchip VM of the type "
+                                         f"({k.kernel_release}, {k.origin})")
+                   for k in matrix.kernels]
+    long_legend += [(f"to {d.name}", f"pre-flight verdict (kernel {d.kernel.name}, QEMU "
+                                     f"{d.build.name}) of such a VM powered on here (kernel "
+                                     f"{matrix.source_kernel.name})")
+                    for d in matrix.destinations]
+    long_legend += [("RESPECTED", "SEOIB advertised and honoured (ENABLE flag)"),
+                    ("QUIRKED", "legacy, advertised under a split irqchip but not honoured"),
+                    ("NOT_ADVERTISED", "not advertised (DISABLE flag)"),
+                    ("refused", "QEMU would refuse to power the VM on"),
+                    ("seoib-policy", "the type's effective seoib-policy (where it comes from "
+                                     "in each cell's detail); n/a: this QEMU has no "
+                                     "seoib-policy"),
+                    ("*", "deprecated machine type; (gone): no longer registered")]
+    shown_cells = {c.text for r in rows for c in r} | {c.label for r in rows for c in r}
+    shown_marks = {"*" if " *" in c.label else "" for r in rows for c in r} | shown_cells
+    legend = [(k, v) for k, v in legend if k in short or any(k in t for t in shown_marks)
+              or k == "quirk:c" and any(":" in c.text for r in rows for c in r[3:4])]
+    long_legend = [(k, v) for k, v in long_legend if k in columns
+                   or any(k in t for t in shown_marks)]
     return Table(
         title=f"Machine types of QEMU {matrix.build.name}: SEOIB and migration",
         columns=columns, short=short, rows=tuple(rows),
         row_ids=tuple(r.machine.name for r in matrix.rows),
-        legend=tuple(legend), inputs=tuple(inputs(matrix)), group_by=0,
+        legend=tuple(legend), long_legend=tuple(long_legend), inputs=tuple(inputs(matrix)),
+        group_by=0,
     )
 
 
