@@ -273,3 +273,28 @@ def test_qom_get_sample_helper_sees_devices(qemu_binary: str) -> None:
     found = run_many(qemu_binary, [(["-machine", "pc-q35-10.0", "-device", "e1000"], body)])[0]
     assert any(t == "e1000" for _, t in found)
     assert all(path.startswith("/machine/") for path, _ in found)
+
+
+def test_board_devices_are_on_their_boards_only(qemu_binary: str, build: Build) -> None:
+    """drift.BOARD_DEVICES: each board-only device exists on its boards and on no other."""
+    from machines.drift import BOARD_DEVICES, board
+
+    names = ["pc-q35-10.0", "pc-i440fx-10.0", "microvm", "isapc"]
+
+    async def types(session: QemuSession) -> set[str]:
+        return {t for _, t in await walk_devices(session)}
+
+    found = run_many(qemu_binary, [(["-machine", n], types) for n in names])
+    for name, present in zip(names, found, strict=True):
+        machine = build.machines[name]
+        for device, boards in BOARD_DEVICES.items():
+            assert (device in present) == (board(machine) in boards), (name, device)
+
+
+def test_microvm_has_no_mch_drift() -> None:
+    from machines.drift import compat_drift
+
+    items = compat_drift("microvm", get_build("10.1"), get_build("10.2"))
+    assert not [i for i in items if i.driver == "mch"]
+    q35 = compat_drift("pc-q35-10.1", get_build("10.1"), get_build("10.2"))
+    assert not [i for i in q35 if i.driver == "mch"]  # its compat entry pins it
