@@ -116,7 +116,15 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     resolver = Resolver(config)
     resolver.check_accel()  # unknown or bad -accel properties fail here, as in QEMU
     pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
-    devices = {t: resolver.device(t) for t in args.device}
+    devices = {}
+    for typename in args.device:
+        given = [d for d in config.options.devices if d.driver == typename]
+        if not given:
+            devices[typename] = resolver.device(typename)
+        for n, device in enumerate(given, 1):  # each -device of that type, its options applied
+            name = dict(device.props).get("id") or (f"#{n}" if len(given) > 1 else "")
+            devices[f"{typename} ({name})" if name else typename] = \
+                resolver.device(typename, device)
     decisions = _seoib_decisions(resolver, args)
     if args.json:
         report.print_json(report.resolve_json(resolver, devices, pic, decisions))

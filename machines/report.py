@@ -170,7 +170,8 @@ def resolve_text(resolver: Resolver, devices: dict[str, dict[str, Resolved]],
         for name, r in props.items():
             value = "<unset>" if r.value is None else format_value(r.value)
             note = (f" (QEMU decides at realize; {format_value(r.realized)} on a plain machine)"
-                    if r.realized is not None else "")
+                    if r.realized is not None else
+                    f" (decided at realize: {r.realize_rule})" if r.realize_rule else "")
             out.write(f"  {name:<{width}}  {value:<12} {r.source.describe()}{note}\n")
     return out.getvalue()
 

@@ -19,6 +19,7 @@ from realqemu import qom_get_many, run_many, walk_devices
 from machines.build import Build
 from machines.cli import main
 from machines.config import configure
+from machines.errors import PropertyError
 from machines.options import parse_args
 from machines.qmp import BASE_ARGS, QemuProcess, QemuSession, QmpCommandError
 from machines.registry import get_build
@@ -298,3 +299,36 @@ def test_microvm_has_no_mch_drift() -> None:
     assert not [i for i in items if i.driver == "mch"]
     q35 = compat_drift("pc-q35-10.1", get_build("10.1"), get_build("10.2"))
     assert not [i for i in q35 if i.driver == "mch"]  # its compat entry pins it
+
+
+DEVICE_ARGS = ["-machine", "pc-q35-10.0", "-blockdev", "null-co,node-name=d0,size=1048576",
+               "-device", "virtio-blk-pci,drive=d0,id=vb", "-netdev", "user,id=hn0",
+               "-device", "virtio-net-pci,netdev=hn0,id=n0,mac=52:54:00:ab:cd:ef,addr=0x5"]
+REALIZE_TIME = ("disable-legacy", "cyls", "heads", "secs", "logical_block_size", "addr")
+
+
+def test_device_options_apply_and_realize_time_values_are_labelled(qemu_binary: str,
+                                                                   build: Build) -> None:
+    async def body(session: QemuSession) -> dict[str, Any]:
+        out = {f"vb.{p}": await session.qom_get("/machine/peripheral/vb", p)
+               for p in REALIZE_TIME}
+        for p in ("mac", "netdev", "addr"):
+            out[f"n0.{p}"] = await session.qom_get("/machine/peripheral/n0", p)
+        return out
+
+    real = run_many(qemu_binary, [(DEVICE_ARGS, body)])[0]
+    config = configure(build, parse_args(DEVICE_ARGS))
+    resolver = Resolver(config)
+    blk, net = config.options.devices[0], config.options.devices[1]
+    resolved = resolver.device("virtio-blk-pci", blk)
+    for prop in REALIZE_TIME:
+        r = resolved[prop]
+        # The type default is not what QEMU has after realize: the model must say so.
+        assert r.value != real[f"vb.{prop}"] and r.decided_at_realize, (prop, r)
+    nic = resolver.device("virtio-net-pci", net)
+    for prop in ("mac", "netdev", "addr"):
+        assert nic[prop].value == real[f"n0.{prop}"], (prop, nic[prop])
+        assert nic[prop].source.kind == "device"
+    with pytest.raises(PropertyError, match=r"Property 'virtio-net-pci\.addr' doesn't take"):
+        resolver.device("virtio-net-pci", parse_args(["-device",
+                                                      "virtio-net-pci,addr=0x40"]).devices[0])
