@@ -558,8 +558,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from machines.fileio import atomic_write_json
     from machines.report import print_json
 
-    data = import_build(args.qemu, Path(args.source) if args.source else None,
-                        timeout=args.timeout, command=["machines", "import", *sys.argv[2:]])
+    from machines.progress import reporter
+
+    with reporter(args.progress) as progress:
+        data = import_build(args.qemu, Path(args.source) if args.source else None,
+                            timeout=args.timeout, command=["machines", "import", *sys.argv[2:]],
+                            progress=progress)
     if args.output:
         atomic_write_json(args.output, data)
         machines = sum(1 for m in data["machines"])
@@ -689,6 +693,8 @@ def _sub_import(sub: Any) -> None:
                    help="upstream QEMU source tree of the same version (names the compat arrays)")
     p.add_argument("-o", "--output", metavar="FILE")
     p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show each step on stderr (default: only on a terminal)")
     p.set_defaults(func=_cmd_import)
 
 
@@ -769,6 +775,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     finally:
+        qmp = sys.modules.get("machines.qmp")
+        if qmp is not None:  # QEMU children a torn-down event loop could not stop
+            qmp.reap_all()
         gc.enable()
 
 

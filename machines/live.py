@@ -77,7 +77,7 @@ async def _connect(client: Any, socket_path: str) -> None:
 async def _read(socket_path: str) -> LiveVm:
     from qemu.qmp import QMPClient
 
-    from machines.qmp import QmpCommandError
+    from machines.qmp import QmpCommandError, checkpoint
 
     _check_socket(socket_path)
     client = QMPClient("machines-preflight")
@@ -85,7 +85,9 @@ async def _read(socket_path: str) -> LiveVm:
 
     async def run(cmd: str, args: dict[str, Any] | None = None) -> Any:
         try:
-            return await asyncio.wait_for(client.execute(cmd, args), TIMEOUT)
+            reply = await asyncio.wait_for(client.execute(cmd, args), TIMEOUT)
+            checkpoint()
+            return reply
         except Exception as err:
             from qemu.qmp import ExecuteError
 

@@ -21,7 +21,7 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -334,8 +334,16 @@ async def _read_instances(session: QemuSession, qom: dict[str, Any], wanted: set
     return out
 
 
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
 async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]],
-                     qom: dict[str, Any], drivers: set[str]) -> dict[str, dict[str, Any]]:
+                     qom: dict[str, Any], drivers: set[str], progress: Progress = _quiet
+                     ) -> dict[str, dict[str, Any]]:
     """What objects look like once QEMU created them, on machines that add nothing.
 
     Many properties get their value in instance_init or realize (CPU model
@@ -357,6 +365,7 @@ async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]]
     out: dict[str, dict[str, Any]] = {}
     devices = [a for d in INSTANCE_DEVICES for a in ("-device", d)]
     for host in sorted(newest.values()):
+        progress(f"devices as created on {host}")
         args = ("-machine", host, "-accel", "tcg", "-S", *devices, *BASE_ARGS)
         async with QemuProcess(binary, args, timeout=timeout) as process:
             found = await _read_instances(QemuSession(process), qom, None, set(entries[host]))
@@ -365,8 +374,9 @@ async def _instances(binary: str, timeout: float, machines: list[dict[str, Any]]
     clean = next((n for n, e in entries.items() if not e and parse_machine_name(n).versioned), None)
     cpus = {str(m["default-cpu-type"]) for m in machines if m.get("default-cpu-type")}
     cpus |= {d for d in drivers if d in types and not types[d][1] and d.endswith("-x86_64-cpu")}
-    for cpu_type in sorted(cpus) if clean else []:
+    for n, cpu_type in enumerate(sorted(cpus) if clean else [], 1):
         model = cpu_type.removesuffix("-x86_64-cpu")
+        progress(f"CPU model {model} ({n}/{len(cpus)})")
         args = ("-machine", str(clean), "-accel", "tcg", "-S", "-cpu", model, *BASE_ARGS)
         process = QemuProcess(binary, args, timeout=timeout)
         try:
@@ -394,23 +404,29 @@ async def describe(session: QemuSession) -> dict[str, Any]:
             "drivers": drivers}
 
 
-async def _query(binary: str, timeout: float) -> dict[str, Any]:
+async def _query(binary: str, timeout: float, progress: Progress = _quiet) -> dict[str, Any]:
+    progress("machine types and QOM properties")
     async with QemuProcess(binary, IMPORT_ARGS, timeout=timeout) as process:
         described = await describe(QemuSession(process))
     version, package, machines, qom, drivers = (described[k] for k in (
         "version", "package", "machines", "qom", "drivers"))
     parents = {n: v[0] for n, v in qom["types"].items()}
     abstract = {n for n, v in qom["types"].items() if v[1]}
-    qom["instances"] = share_up(await _instances(binary, timeout, machines, qom, drivers),
+    qom["instances"] = share_up(await _instances(binary, timeout, machines, qom, drivers,
+                                                 progress),
                                 parents, abstract, keep_empty=True)
     return {"version": version, "package": package, "machines": machines, "qom": qom}
 
 
 def import_build(binary: str, source: Path | None = None, timeout: float = 20.0,
-                 command: Sequence[str] = ()) -> dict[str, Any]:
-    """Everything the data file holds, read from ``binary`` (and ``source``)."""
+                 command: Sequence[str] = (), progress: Progress = _quiet) -> dict[str, Any]:
+    """Everything the data file holds, read from ``binary`` (and ``source``).
+
+    ``progress`` hears each step as it starts (a run takes 10-15 s).
+    """
+    progress(f"{binary} -machine help")
     listing = _machine_help(binary, timeout)
-    raw = asyncio.run(_query(binary, timeout))
+    raw = asyncio.run(_query(binary, timeout, progress))
     facts = read_source(source) if source is not None else None
     options = read_options(source) if source is not None else None
     return assemble(binary, listing, raw, facts, options, command)
