@@ -520,7 +520,7 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     from machines.registry import get_build
 
     build = get_build(args.release)
-    kernels = []  # --kernel replaces the shipped columns; each kernel once
+    kernels: list[Any] = []  # --kernel replaces the shipped columns; each kernel once
     for profile in ([kernel_profile(k) for k in args.kernel] if args.kernel
                     else [shipped(n) for n in shipped_names()]):
         if all(k.name != profile.name for k in kernels):
@@ -556,9 +556,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     from machines.compat.importer import import_build
     from machines.fileio import atomic_write_json
-    from machines.report import print_json
-
     from machines.progress import reporter
+    from machines.report import print_json
 
     with reporter(args.progress) as progress:
         data = import_build(args.qemu, Path(args.source) if args.source else None,

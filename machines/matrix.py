@@ -19,12 +19,12 @@ from attrs import frozen
 from kvmglue.profile import KernelProfile
 from machines.build import Build
 from machines.config import configure
+from machines.errors import UsageError
 from machines.hostprofile import HostProfile
 from machines.i386.ioapic import ioapic
 from machines.i386.seoib import SeoibDecision, decide, inputs_from
 from machines.kernels import caps
 from machines.machine import MachineType
-from machines.errors import UsageError
 from machines.naming import MachineVersion, parse_machine_name, version_key
 from machines.options import parse_args
 from machines.preflight import Destination, judge, source_from
@@ -219,7 +219,7 @@ def to_table(matrix: Matrix) -> Table:
     shown_cells = {c.text for r in rows for c in r} | {c.label for r in rows for c in r}
     shown_marks = {"*" if " *" in c.label else "" for r in rows for c in r} | shown_cells
     legend = [(k, v) for k, v in legend if k in short or any(k in t for t in shown_marks)
-              or k == "quirk:c" and any(":" in c.text for r in rows for c in r[3:4])]
+              or (k == "quirk:c" and any(":" in c.text for r in rows for c in r[3:4]))]
     long_legend = [(k, v) for k, v in long_legend if k in columns
                    or any(k in t for t in shown_marks)]
     return Table(

@@ -70,7 +70,6 @@ def _host_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
 
     from machines.compat.importer import import_build
     from machines.hostprofile import host_profile_json
-
     from machines.progress import reporter
 
     with reporter(args.progress) as progress:

@@ -237,7 +237,9 @@ def build_for_version(version: str) -> str | None:
 
 def builds_registering(machine: str) -> list[str]:
     """Names of the shipped builds that register ``machine``, newest first."""
-    names = sorted([*MODEL_RELEASES, *IMPORTED],
-                   key=lambda n: tuple(int(x) for x in n.split(".")) + (0,) * (3 - n.count(".") - 1),
-                   reverse=True)
+    def numbers(name: str) -> tuple[int, ...]:
+        parts = tuple(int(x) for x in name.split("."))
+        return parts + (0,) * (3 - len(parts))
+
+    names = sorted([*MODEL_RELEASES, *IMPORTED], key=numbers, reverse=True)
     return [n for n in names if get_build(n).find(machine) is not None]

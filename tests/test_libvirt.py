@@ -158,11 +158,11 @@ def test_source_build_is_the_emulators_version(qemu_binary: str,
                              check=True).stdout
     if "version 10.0.2" not in version:
         pytest.skip("the fixture's emulator path is QEMU 10.0.2 only on the CI image")
-    code, doc = _preflight(capsys, "--libvirt", str(FIXTURES / "intel-iommu-eim.xml"),
-                           "--dest", "linux-7.0/10.0.2", "--source-host", "linux-7.0/10.0.2")
+    _, doc = _preflight(capsys, "--libvirt", str(FIXTURES / "intel-iommu-eim.xml"),
+                        "--dest", "linux-7.0/10.0.2", "--source-host", "linux-7.0/10.0.2")
     src_named = doc["source"]
-    code, doc = _preflight(capsys, "--libvirt", str(FIXTURES / "intel-iommu-eim.xml"),
-                           "--dest", "linux-7.0/10.0.2")
+    _, doc = _preflight(capsys, "--libvirt", str(FIXTURES / "intel-iommu-eim.xml"),
+                        "--dest", "linux-7.0/10.0.2")
     src = doc["source"]
     assert src["qemu"] == "10.0.2"
     assert src["qemu_why"] == "the version of /usr/bin/qemu-system-x86_64 on this host"
