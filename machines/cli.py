@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from machines.errors import MachinesError, UsageError
+from machines.errors import MachinesError, UnknownMachineError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -127,7 +127,15 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
         raise PowerOnRefused(f"{line} ({err})") from None
     except UsageError as err:
         raise PowerOnRefused(str(err)) from None  # already in QEMU's words
-    devices = {t: resolver.device(t) for t in args.device}
+    devices = {}
+    for typename in args.device:
+        given = [d for d in config.options.devices if d.driver == typename]
+        if not given:
+            devices[typename] = resolver.device(typename)
+        for n, device in enumerate(given, 1):  # each -device of that type, its options applied
+            name = dict(device.props).get("id") or (f"#{n}" if len(given) > 1 else "")
+            devices[f"{typename} ({name})" if name else typename] = \
+                resolver.device(typename, device)
     decisions = _seoib_decisions(resolver, args)
     if args.json:
         report.print_json(report.resolve_json(resolver, devices, pic, decisions))
@@ -181,8 +189,39 @@ def _with_saved_machine(opts: Any, saved: Any) -> Any:
                          machine_text=",".join(filter(None, (saved.machine, opts.machine_text))))
 
 
-def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[Any, Any, str]:
-    """(QEMU options, source host profile, how the VM was described)."""
+def _with_saved_accel(opts: Any, saved: Any) -> tuple[Any, str | None]:
+    """The VM's options with the accelerator the stream shows, when they name none.
+
+    A stream shows KVM (its kvmclock section) but not the irqchip mode, except
+    that only a split irqchip VM carries a non-QUIRKED x86-seoib-state; only
+    when the mode is unknowable is the operator asked for it.
+    """
+    from machines.i386.seoib import SeoibState
+    from machines.options import AccelOption
+
+    if opts.accels or opts.machine_opt("accel") is not None:
+        return opts, None
+    if saved.kvm_evidence is None:
+        return (opts._replace(accels=(AccelOption("tcg", (), "-accel tcg"),)),
+                "TCG: the stream shows no sign of KVM (no kvmclock section); "
+                "give -accel if it ran under KVM")
+    why = f"KVM from {saved.kvm_evidence}"
+    props: tuple[tuple[str, str], ...] = ()
+    if opts.machine_opt("kernel-irqchip") is None:
+        if saved.seoib in (None, SeoibState.QUIRKED):
+            raise UsageError(f"{saved.path} was saved by a KVM VM ({saved.kvm_evidence}), but a "
+                             "stream does not show the irqchip mode: give -accel "
+                             "kvm,kernel-irqchip=on or -accel kvm,kernel-irqchip=split")
+        props = (("kernel-irqchip", "split"),)
+        why += (f", kernel-irqchip=split from its x86-seoib-state {saved.seoib.name} (only a "
+                "split irqchip VM has one)")
+    text = "-accel kvm" + "".join(f",{k}={v}" for k, v in props)
+    return opts._replace(accels=(AccelOption("kvm", props, text),)), why
+
+
+def _preflight_source(args: argparse.Namespace, qemu_args: list[str]
+                      ) -> tuple[Any, Any, Any, str, str]:
+    """(QEMU options, source host profile, source build, why that build, how described)."""
     from machines.hostprofile import from_spec
     from machines.options import parse_args, split_command_line
 
@@ -191,11 +230,14 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[A
                                                                      if qemu_args else [])
     if len(given) > 1:
         raise UsageError(f"describe the source VM once, not with {' and '.join(given)}")
+    if not given and args.state is None:
+        raise UsageError("no source VM: give its QEMU arguments (after --), --cmdline LINE, "
+                         "--libvirt XML, --qmp SOCKET or --state FILE")
     if args.source_host is not None and args.release is not None:
         raise UsageError("--source-host names the source QEMU already; drop --release")
     binary = None
     described = "QEMU arguments"
-    release = args.release
+    version, version_of = None, ""
     if args.cmdline is not None:
         binary, qemu_args = split_command_line(args.cmdline)
         described = "a pasted command line"
@@ -206,19 +248,42 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]) -> tuple[A
         described = f"libvirt domain {args.libvirt}"
     elif args.qmp is not None:
         from machines.live import read_live
-        from machines.registry import IMPORTED
 
         live = read_live(args.qmp)
         qemu_args = list(live.args)
         described = f"the running QEMU {live.version} at {args.qmp}"
-        if release is None and args.source_host is None:
-            if live.version not in IMPORTED:
-                raise UsageError(f"no build data for QEMU {live.version}: import it "
-                                 "('machines import --qemu BINARY -o FILE') and pass "
-                                 "--release FILE")
-            release = live.version
+        version, version_of = live.version, f"the version the running QEMU at {args.qmp} reports"
+    opts = parse_args(qemu_args, binary)
     source_host = from_spec(args.source_host) if args.source_host else None
-    return parse_args(qemu_args, binary), (source_host, release), described
+    build, why = _source_build(args, source_host, binary, version, version_of)
+    return opts, source_host, build, why, described
+
+
+def _source_build(args: argparse.Namespace, source_host: Any, binary: str | None,
+                  version: str | None, version_of: str) -> tuple[Any, str]:
+    """The source QEMU build and why it was taken: the host profile, --release, the
+    emulator's own version, else the model's newest (said so, with how to name it)."""
+    from machines.registry import NEWEST, build_for_version, get_build
+
+    if source_host is not None:
+        return source_host.build, f"the QEMU of source host {source_host.name} (--source-host)"
+    if args.release is not None:
+        return get_build(args.release), "--release"
+    unknown_binary = ""
+    if version is None and binary is not None:
+        from machines.emulator import emulator_version
+
+        version, unknown_binary = emulator_version(binary)
+        version_of = f"the version of {binary} on this host"
+    if version is not None:
+        name = build_for_version(version)
+        if name is None:
+            raise UsageError(f"no build data for QEMU {version} ({version_of}): import it "
+                             "('machines import --qemu BINARY -o FILE') and pass --release FILE")
+        return get_build(name), version_of
+    because = f"; {unknown_binary}" if unknown_binary else ""
+    return get_build(NEWEST), (f"assumed, the model's newest (name the source's QEMU with "
+                               f"--release or --source-host{because})")
 
 
 def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
@@ -236,8 +301,7 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
         return _preflight_fleet(args, qemu_args)
     if not args.dest:
         raise UsageError("give at least one --dest HOST")
-    opts, (source_host, release), described = _preflight_source(args, qemu_args)
-    build = source_host.build if source_host else get_build(release)
+    opts, source_host, build, build_why, described = _preflight_source(args, qemu_args)
     saved = None
     if args.state is not None:
         from machines.savevm import read_saved_state
@@ -247,8 +311,26 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
                              + ("--source-state" if args.source_state else "--qmp"))
         saved = read_saved_state(args.state)
         opts = _with_saved_machine(opts, saved)
-        described += f", saved state {args.state}"
-    config = configure(build, opts)
+        opts, inferred = _with_saved_accel(opts, saved)
+        described += f", saved state {args.state}" + (f" ({inferred})" if inferred else "")
+    notes: list[str] = []
+    try:
+        config = configure(build, opts)
+    except UnknownMachineError as err:
+        from machines.registry import builds_registering
+
+        others = builds_registering(err.name)
+        if not others:
+            raise
+        notes.append(f"QEMU {build.name} does not register {err.name}, so the source runs "
+                     "another QEMU: name it with --release or --source-host")
+        build, build_why = (get_build(others[0]), "stand-in, the newest build here that "
+                            f"registers {err.name}")
+        config = configure(build, opts)
+    if saved is not None and saved.kvm_evidence and not config.kvm:
+        raise UsageError(f"{args.state} was saved by a KVM VM ({saved.kvm_evidence}), but the "
+                         f"VM is configured with {config.accel}; QEMU would refuse to load it "
+                         "(\"Unknown savevm section or instance 'kvmclock' 0\")")
     if saved is not None and saved.machine is not None and config.machine.name != saved.machine:
         raise UsageError(f"{args.state} was saved from machine type {saved.machine}, but the "
                          f"VM is configured as {config.machine.name}; QEMU would refuse to "
@@ -268,6 +350,10 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if kvm_lapic:
         kernel = source_host.kernel if source_host else kernel_profile("host")
     decision = None
+    if args.source_state is not None and not kvm_lapic:
+        raise UsageError(f"--source-state {args.source_state}: this VM runs "
+                         + ("without KVM" if not inputs.kvm else "with kernel-irqchip=off")
+                         + ", so it has no KVM LAPIC and no SEOIB state; drop --source-state")
     if args.source_state is not None:
         try:
             state: SeoibState | None = SeoibState.parse(args.source_state)
@@ -296,7 +382,7 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     source = source_from(config, state, origin, decision)
     host: HostProfile | None = source_host
     results = judge_all(source, dests, dest_args)
-    doc = report.preflight_json(source, host, kernel, described, results)
+    doc = report.preflight_json(source, host, kernel, described, results, build_why, notes)
     if args.json:
         report.print_json(doc)
     else:
@@ -319,7 +405,10 @@ def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if single:
         raise UsageError(f"--fleet describes its VMs and hosts itself; drop {', '.join(single)}")
     run = FleetRun(read_hosts(args.hosts))
-    vms = read_vms(args.fleet)
+    # Every line is read and checked before the first byte goes out: a bad line is
+    # one error, never a header (or half the answer) followed by it.
+    vms = list(read_vms(args.fleet))
+    run.check(vms, args.fleet)
     if args.output:
         from machines.fileio import atomic_stream
 
@@ -368,12 +457,8 @@ def _cmd_loadvm_check(args: argparse.Namespace) -> int:
             print(f"{current.name} -> {snapshot.name} on kernel {name}: {verdict}: {r.reason}")
             if r.fix:
                 print(f"  fix: {r.fix}")
-    refused = [(n, r) for n, r in results if not r.allowed]
-    if refused:
-        name, r = refused[0]
-        print(f"machines: snapshot restore refused (kernel {name}): {r.reason}", file=sys.stderr)
-        return 1
-    return 0
+    # The refusal and its fix are in the output above, once; the exit code says it too.
+    return 1 if any(not r.allowed for _, r in results) else 0
 
 
 FORMATS = ("text", "md", "csv", "json", "html")
@@ -446,7 +531,11 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     from machines.registry import get_build
 
     build = get_build(args.release)
-    kernels = [shipped(n) for n in shipped_names()] + [kernel_profile(k) for k in args.kernel]
+    kernels: list[Any] = []  # --kernel replaces the shipped columns; each kernel once
+    for profile in ([kernel_profile(k) for k in args.kernel] if args.kernel
+                    else [shipped(n) for n in shipped_names()]):
+        if all(k.name != profile.name for k in kernels):
+            kernels.append(profile)
     if args.source_kernel:
         here = kernel_profile(args.source_kernel)
     else:
@@ -454,7 +543,8 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     dests = [from_spec(d) for d in args.dest]
     machines = matrix.select(build, args.family, args.since, args.include_removed)
     if not machines:
-        raise UsageError("no machine type matches the filters")
+        since = f" since {matrix.since_version(args.since)}" if args.since else ""
+        raise UsageError(f"no machine type{since} matches the filters in QEMU {build.name}")
     result = matrix.build_matrix(build, kernels, dests, here, machines)
     _emit(args, _render(args, matrix.to_table(result), matrix.to_json(result)))
     return 0
@@ -477,15 +567,17 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     from machines.compat.importer import import_build
     from machines.fileio import atomic_write_json
+    from machines.progress import reporter
     from machines.qmp import QemuCommand
     from machines.report import print_json
 
     if bool(args.qemu) == bool(args.chroot):
         raise UsageError("machines import: give --qemu COMMAND or --chroot DIR")
     qemu = QemuCommand.chroot(args.chroot) if args.chroot else QemuCommand.parse(args.qemu)
-    data = import_build(qemu, Path(args.source) if args.source else None,
-                        timeout=args.timeout, command=["machines", "import", *sys.argv[2:]],
-                        known=[Path(k) for k in args.known])
+    with reporter(args.progress) as progress:
+        data = import_build(qemu, Path(args.source) if args.source else None,
+                            timeout=args.timeout, command=["machines", "import", *sys.argv[2:]],
+                            known=[Path(k) for k in args.known], progress=progress)
     if args.output:
         atomic_write_json(args.output, data)
         machines = sum(1 for m in data["machines"])
@@ -592,14 +684,16 @@ def _sub_matrix(sub: Any) -> None:
     p = sub.add_parser("matrix", help="machine types x kernels x hosts: SEOIB and migration")
     _add_release(p)
     p.add_argument("--kernel", action="append", default=[], metavar="PROFILE",
-                   help="a kernel column besides the shipped ones: 'host' or a profile file")
+                   help="a kernel column: 'host', a shipped profile or a profile file "
+                        "(repeatable; replaces the shipped columns)")
     p.add_argument("--dest", action="append", default=[], metavar="HOST",
                    help="a destination column: host-profile file or KERNEL/QEMU (repeatable)")
     p.add_argument("--source-kernel", metavar="PROFILE",
                    help="the kernel VMs are powered on with before they migrate (default: "
                         "this host's, else linux-7.0)")
     p.add_argument("--family", choices=sorted({"q35", "pc-q35", "i440fx", "pc-i440fx", "pc"}))
-    p.add_argument("--since", metavar="VERSION", help="only machine types of this version on")
+    p.add_argument("--since", metavar="VERSION",
+                   help="only machine types of this version on (9.0; 10 means 10.0)")
     p.add_argument("--include-removed", action="store_true",
                    help="also types the build knows but no longer registers")
     _add_output(p)
@@ -623,6 +717,8 @@ def _sub_import(sub: Any) -> None:
                         "arrays of a build without its own source (repeatable)")
     p.add_argument("-o", "--output", metavar="FILE")
     p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show each step on stderr (default: only on a terminal)")
     p.set_defaults(func=_cmd_import)
 
 
@@ -703,6 +799,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     finally:
+        qmp = sys.modules.get("machines.qmp")
+        if qmp is not None:  # QEMU children a torn-down event loop could not stop
+            qmp.reap_all()
         gc.enable()
 
 

@@ -84,6 +84,12 @@ def configure(build: Build, opts: QemuOptions,
         if machine is None:
             raise UsageError(f"QEMU {build.name} has no default machine type; give -machine")
     else:
+        from machines.naming import foreign_machine
+
+        arch = foreign_machine(given)
+        if arch is not None and build.find(given) is None:
+            raise UsageError(f"machine type '{given}' is not an x86 machine type ({arch}): "
+                             "only x86 is modelled")
         machine = build.lookup(given, known_elsewhere)
     qom = build.qom
     machine_type = f"{machine.name}-machine"

@@ -7,6 +7,9 @@ exit codes are the ones the README documents:
 * 2 ``UsageError`` and its kin: the input was bad (options, names, files).
 * 3 ``EnvironmentUnavailable``: something on this host (QEMU, /dev/kvm) is
   missing, refused us, or misbehaved.
+* 4 ``QmpSourceError``: ``preflight --qmp`` could not read the running QEMU
+  (connection refused, the monitor held by another client, not QMP, broke off);
+  3 is ``preflight``'s "a destination is blocked".
 """
 
 from __future__ import annotations
@@ -75,3 +78,9 @@ class EnvironmentUnavailable(MachinesError):
     """A host facility (QEMU binary, /dev/kvm) is absent or failing (exit 3)."""
 
     exit_code = 3
+
+
+class QmpSourceError(MachinesError):
+    """The running QEMU given with ``--qmp`` could not be read (exit 4)."""
+
+    exit_code = 4

@@ -37,7 +37,7 @@ from machines.hostprofile import HostProfile, from_json
 from machines.i386.seoib import KernelCaps, SeoibInputs, SeoibState, decide, inputs_from
 from machines.options import parse_args
 from machines.preflight import Reason, Source, Target, judge_target, source_from
-from machines.registry import build_names, get_build
+from machines.registry import NEWEST, build_names, get_build
 from machines.resolve import Resolver
 from machines.schema import load_json
 
@@ -54,6 +54,7 @@ class Vm(NamedTuple):
     policy: str | None = None
     state: str | None = None
     source_host: str | None = None
+    line: int = 0  # its line in the VM list, for messages
 
 
 class HostClass(NamedTuple):
@@ -100,7 +101,7 @@ def _vm_from(doc: Any, number: int, where: str) -> Vm:
         except KeyError:
             raise DataError(f"{where}:{number}: field state must be QUIRKED, RESPECTED or "
                             "NOT_ADVERTISED") from None
-    return Vm(doc["id"], doc["machine"], **values)
+    return Vm(doc["id"], doc["machine"], **values, line=number)
 
 
 def read_vms(path: str) -> Iterator[Vm]:
@@ -111,12 +112,18 @@ def read_vms(path: str) -> Iterator[Vm]:
         raise DataError(f"fleet {path}: {err.strerror}") from None
     with fh:
         loads = json.loads
+        seen: dict[str, int] = {}
         try:
             for number, line in enumerate(fh, 1):
                 # One line, one JSON document: parsing lines joined together would be
                 # faster, but would accept a VM split over two lines.
                 if line.strip():
-                    yield _vm_from(loads(line), number, path)
+                    vm = _vm_from(loads(line), number, path)
+                    first = seen.setdefault(vm.id, number)
+                    if first != number:
+                        raise DataError(f"{path}:{number}: VM id {vm.id!r} is already used on "
+                                        f"line {first}")
+                    yield vm
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{number}: not JSON ({err.msg})") from None
         except RecursionError:
@@ -197,6 +204,13 @@ class FleetRun:
                                 "kernel_disable_flag": k.disable, "hosts": ids}
             for k, ids in self.host_classes.items()}}
 
+    def check(self, vms: Iterable[Vm], where: str) -> None:
+        """Bad input found before any output: a source_host that is not a host."""
+        for vm in vms:
+            if vm.source_host is not None and vm.source_host not in self.by_id:
+                raise DataError(f"{where}:{vm.line}: VM {vm.id}: source_host "
+                                f"{vm.source_host!r} is not among the hosts")
+
     def vm_class(self, vm: Vm) -> VmClass:
         source = None
         qemu = vm.qemu
@@ -208,7 +222,7 @@ class FleetRun:
             qemu = qemu or host.build.name
             if vm.state is None:
                 source = host_class(host)
-        return VmClass(qemu or "10.2", vm.machine, vm.irqchip, vm.ioapic, vm.policy, vm.state,
+        return VmClass(qemu or NEWEST, vm.machine, vm.irqchip, vm.ioapic, vm.policy, vm.state,
                        source)
 
     def judge(self, key: VmClass) -> _Judged:
@@ -233,7 +247,8 @@ class FleetRun:
             qemu, machine, irqchip, ioapic, policy = key
             if qemu not in build_names() and not os.path.exists(qemu):
                 raise DataError(f"unknown QEMU build {qemu!r}")
-            accel = "kvm" + (f",kernel-irqchip={irqchip}" if irqchip else "")
+            # No irqchip: a TCG VM (see the README's field table).
+            accel = f"kvm,kernel-irqchip={irqchip}" if irqchip else "tcg"
             if policy is not None:
                 accel += f",seoib-policy={policy}"
             args = ["-machine", machine, "-accel", accel]
@@ -250,12 +265,19 @@ class FleetRun:
         """The configuration and the SEOIB state a VM class amounts to."""
         config_key = ConfigKey(key.qemu, key.machine, key.irqchip, key.ioapic, key.policy)
         configured = self._configured(config_key)
+        inputs = configured.inputs
+        kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
+        if key.state is not None and not kvm_lapic:
+            raise DataError(f"state {key.state}: a VM without a KVM LAPIC ("
+                            + ("TCG: no irqchip field" if not inputs.kvm
+                               else "kernel-irqchip=off") + ") has no SEOIB state")
         if key.state is not None:
             return config_key, key.state
-        inputs = configured.inputs
-        if not (inputs.kvm and inputs.kernel_irqchip in ("on", "split")):
+        if not kvm_lapic:
             return config_key, None
         if key.source is None:
+            if not configured.source.config.build.seoib_aware:
+                return config_key, SeoibState.QUIRKED.name  # an unaware QEMU never sets it
             raise DataError("needs a state or a source_host to decide its SEOIB state")
         decision = decide(inputs, KernelCaps("the source kernel", key.source.enable,
                                              key.source.disable))

@@ -4,13 +4,17 @@ Only what the machine type, the accelerator, the irqchip, the CPU and the
 passthrough arguments need is read, and mapped the way libvirt's QEMU driver
 maps it:
 
-* ``<domain type='kvm'>`` -> ``-accel kvm``; ``type='qemu'`` -> TCG;
-* ``<os><type machine='pc-q35-10.0'>`` -> ``-machine pc-q35-10.0``;
-* ``<features><ioapic driver='qemu'/>`` -> ``kernel-irqchip=split``
-  (``driver='kvm'`` -> ``on``);
-* ``<cpu mode='host-passthrough'|'host-model'>`` -> ``-cpu host``;
+* ``<domain type='kvm'>`` -> ``-accel kvm``; ``type='qemu'`` -> ``-accel tcg``;
+* ``<os><type machine='pc-q35-10.0'>`` -> ``-machine pc-q35-10.0``; without
+  ``machine=`` libvirt starts x86 with the alias ``pc``;
+* ``<features><ioapic driver='qemu'/>`` -> ``kernel_irqchip=split`` on the
+  ``-machine`` option (``driver='kvm'`` -> ``kernel_irqchip=on``), where libvirt
+  puts it: ``-machine q35,kernel_irqchip=split`` then ``-accel kvm``, so that a
+  ``<qemu:commandline>`` ``-machine kernel_irqchip=on`` replaces it as in QEMU;
+* ``<os><type arch=...>`` other than x86 is refused (only x86 is modelled);
+* ``<cpu mode='host-passthrough'>`` -> ``-cpu host,migratable=on``;
   ``mode='custom'`` with ``<model>`` and ``<feature policy=...>`` -> the
-  model with ``+feat``/``-feat``;
+  model with ``feat=on``/``feat=off``;
 * ``<qemu:commandline><qemu:arg value=...>`` -> appended verbatim.
 
 The XML is parsed with defusedxml: entity definitions, external entities
@@ -26,6 +30,8 @@ from xml.etree.ElementTree import Element
 from machines.errors import DataError
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+X86_ARCHES = ("x86_64", "i686")
+IRQCHIP = {"qemu": "split", "kvm": "on"}  # <ioapic driver=...> -> -machine kernel_irqchip=
 MAX_BYTES = 4 << 20
 
 
@@ -53,27 +59,23 @@ def parse_domain(data: bytes | str, where: str = "libvirt XML") -> tuple[str | N
         raise DataError(f"{where}: not well-formed XML ({err})") from None
     if root.tag != "domain":
         raise DataError(f"{where}: the top element is <{root.tag}>, not <domain>")
-    args: list[str] = []
     os_type = root.find("os/type")
-    machine = os_type.get("machine") if os_type is not None else None
-    if machine:
-        args += ["-machine", machine.replace(",", ",,")]
+    arch = os_type.get("arch") if os_type is not None else None
+    if arch is not None and arch not in X86_ARCHES:
+        raise DataError(f"{where}: <type arch='{arch}'>: only x86 is modelled "
+                        f"({', '.join(X86_ARCHES)})")
+    machine = (os_type.get("machine") if os_type is not None else None) or "pc"
+    machine_opt = machine.replace(",", ",,")
     kind = root.get("type", "kvm")
     ioapic = root.find("features/ioapic")
     driver = ioapic.get("driver") if ioapic is not None else None
-    if kind == "kvm":
-        accel = "kvm"
-        if driver == "qemu":
-            accel += ",kernel-irqchip=split"
-        elif driver == "kvm":
-            accel += ",kernel-irqchip=on"
-        elif driver is not None:
-            raise DataError(f"{where}: <ioapic driver='{driver}'> is not 'qemu' or 'kvm'")
-        args += ["-accel", accel]
-    elif kind == "qemu":
-        args += ["-accel", "tcg"]
-    else:
+    if driver is not None and driver not in IRQCHIP:
+        raise DataError(f"{where}: <ioapic driver='{driver}'> is not 'qemu' or 'kvm'")
+    if kind not in ("kvm", "qemu"):
         raise DataError(f"{where}: <domain type='{kind}'> is not a QEMU/KVM domain")
+    if driver is not None:
+        machine_opt += f",kernel_irqchip={IRQCHIP[driver]}"
+    args = ["-machine", machine_opt, "-accel", "kvm" if kind == "kvm" else "tcg"]
     cpu = _cpu(root.find("cpu"), where)
     if cpu:
         args += ["-cpu", cpu]
@@ -82,15 +84,28 @@ def parse_domain(data: bytes | str, where: str = "libvirt XML") -> tuple[str | N
         if value is None:
             raise DataError(f"{where}: <qemu:arg> without a value")
         args.append(value)
-    emulator = root.findtext("devices/emulator")
-    return (emulator.strip() if emulator else None), args
+    emulator = (root.findtext("devices/emulator") or "").strip() or None
+    program = (emulator or "").rsplit("/", 1)[-1]
+    if program.startswith("qemu-system-") and program[12:] not in ("x86_64", "i386"):
+        raise DataError(f"{where}: <emulator>{emulator}</emulator>: only x86 is modelled "
+                        "(qemu-system-x86_64, qemu-system-i386)")
+    return emulator, args
 
 
 def _cpu(cpu: Element | None, where: str) -> str | None:
+    """``-cpu`` as libvirt writes it: ``model,feat=on,feat=off`` in document order.
+
+    ``host-passthrough`` is ``host,migratable=on`` (or ``=off`` as the domain
+    says).  ``optional`` features depend on the host CPU libvirt finds and are
+    left out; ``host-model`` is expanded by libvirt from the host at start, so
+    it is read as ``host``.
+    """
     if cpu is None:
         return None
     mode = cpu.get("mode", "custom")
-    if mode in ("host-passthrough", "host-model", "maximum"):
+    if mode == "host-passthrough":
+        model = f"host,migratable={'off' if cpu.get('migratable') == 'off' else 'on'}"
+    elif mode in ("host-model", "maximum"):
         model = "max" if mode == "maximum" else "host"
     elif mode == "custom":
         model = (cpu.findtext("model") or "").strip()
@@ -103,8 +118,9 @@ def _cpu(cpu: Element | None, where: str) -> str | None:
         name, policy = feature.get("name"), feature.get("policy", "require")
         if not name:
             raise DataError(f"{where}: <feature> without a name")
+        qemu_name = name.replace("_", "-")
         if policy in ("require", "force"):
-            features.append(f"+{name}")
+            features.append(f"{qemu_name}=on")
         elif policy in ("disable", "forbid"):
-            features.append(f"-{name}")
+            features.append(f"{qemu_name}=off")
     return ",".join([model, *features])

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import stat
 from typing import Any
 
 from attrs import frozen
 
-from machines.errors import EnvironmentUnavailable
+from machines.errors import QmpSourceError, UsageError
 
 TIMEOUT = 10.0
+GREETING_TIMEOUT = 3.0  # QEMU greets at once; silence means another client holds the monitor
 
 
 @frozen
@@ -29,27 +32,69 @@ class LiveVm:
     notes: tuple[str, ...]
 
 
+HELD_HINT = ("a libvirt-managed VM's monitor is always held by libvirtd: give its domain "
+             "instead (virsh dumpxml DOMAIN > vm.xml, then --libvirt vm.xml), or ask libvirt: "
+             "virsh qemu-monitor-command DOMAIN --pretty '{\"execute\":\"query-version\"}'")
+
+
+def _check_socket(socket_path: str) -> None:
+    """A missing path or a non-socket is bad input (exit 2), said before connecting."""
+    try:
+        mode = os.stat(socket_path).st_mode
+    except OSError as err:
+        raise UsageError(f"--qmp {socket_path}: {err.strerror or err}") from None
+    if not stat.S_ISSOCK(mode):
+        raise UsageError(f"--qmp {socket_path}: not a socket (give QEMU's QMP monitor socket, "
+                         "-qmp unix:PATH,server=on,wait=off)")
+
+
+async def _connect(client: Any, socket_path: str) -> None:
+    from qemu.qmp import ConnectError
+
+    try:
+        await asyncio.wait_for(client.connect(socket_path), GREETING_TIMEOUT)
+    except TimeoutError:
+        raise QmpSourceError(
+            f"--qmp {socket_path}: no QMP greeting within {GREETING_TIMEOUT:g} s: the monitor "
+            f"is held by another client (QEMU serves one at a time); {HELD_HINT}") from None
+    except ConnectError as err:
+        cause = err.exc
+        if isinstance(cause, ConnectionRefusedError):
+            raise QmpSourceError(f"--qmp {socket_path}: connection refused: no QEMU listens on "
+                                 "it (a stale socket of a VM that is gone?)") from None
+        if isinstance(cause, OSError):
+            raise QmpSourceError(f"--qmp {socket_path}: cannot connect: "
+                                 f"{cause.strerror or cause}") from None
+        raw = getattr(getattr(cause, "exc", None), "raw", None)
+        seen = f": it sent {bytes(raw)[:40]!r}" if isinstance(raw, (bytes, bytearray)) else ""
+        raise QmpSourceError(f"--qmp {socket_path}: not a QMP monitor (no QMP greeting{seen})") \
+            from None
+    except Exception as err:  # anything else while connecting is still one line
+        raise QmpSourceError(f"--qmp {socket_path}: cannot talk QMP: "
+                             f"{err or type(err).__name__}") from None
+
+
 async def _read(socket_path: str) -> LiveVm:
     from qemu.qmp import QMPClient
 
-    from machines.qmp import QmpCommandError
+    from machines.qmp import QmpCommandError, checkpoint
 
+    _check_socket(socket_path)
     client = QMPClient("machines-preflight")
-    try:
-        await asyncio.wait_for(client.connect(socket_path), TIMEOUT)
-    except Exception as err:  # any failure to connect is one line for the operator
-        raise EnvironmentUnavailable(f"cannot talk QMP on {socket_path}: {err}") from None
+    await _connect(client, socket_path)
 
     async def run(cmd: str, args: dict[str, Any] | None = None) -> Any:
         try:
-            return await asyncio.wait_for(client.execute(cmd, args), TIMEOUT)
+            reply = await asyncio.wait_for(client.execute(cmd, args), TIMEOUT)
+            checkpoint()
+            return reply
         except Exception as err:
             from qemu.qmp import ExecuteError
 
             if isinstance(err, ExecuteError):
                 raise QmpCommandError(cmd, str(err), err.error_class) from None
-            raise EnvironmentUnavailable(f"QEMU at {socket_path} broke off '{cmd}': {err}") \
-                from None
+            raise QmpSourceError(f"--qmp {socket_path}: QEMU broke off '{cmd}': "
+                                 f"{err or type(err).__name__}") from None
 
     try:
         version = await run("query-version")
@@ -99,4 +144,9 @@ async def _read(socket_path: str) -> LiveVm:
 
 def read_live(socket_path: str) -> LiveVm:
     """Read a running QEMU's configuration over its QMP socket."""
-    return asyncio.run(_read(socket_path))
+    from machines.qmp import QmpCommandError
+
+    try:
+        return asyncio.run(_read(socket_path))
+    except QmpCommandError as err:
+        raise QmpSourceError(f"--qmp {socket_path}: {err}") from None

@@ -10,6 +10,7 @@ profiles.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,12 +19,13 @@ from attrs import frozen
 from kvmglue.profile import KernelProfile
 from machines.build import Build
 from machines.config import configure
+from machines.errors import UsageError
 from machines.hostprofile import HostProfile
 from machines.i386.ioapic import ioapic
 from machines.i386.seoib import SeoibDecision, decide, inputs_from
 from machines.kernels import caps
 from machines.machine import MachineType
-from machines.naming import parse_machine_name, version_key
+from machines.naming import MachineVersion, parse_machine_name, version_key
 from machines.options import parse_args
 from machines.preflight import Destination, judge, source_from
 from machines.render import Cell, Table
@@ -54,11 +56,22 @@ class Matrix:
     rows: tuple[Row, ...]
 
 
+def since_version(since: str) -> MachineVersion:
+    """``--since``: a version as machine types carry it; ``10`` means ``10.0``."""
+    text = since.strip()
+    if re.fullmatch(r"[A-Za-z]*\d+", text):
+        text += ".0"
+    version = parse_machine_name(f"x-{text}").version if text else None
+    if version is None:
+        raise UsageError(f"--since {since}: expected a QEMU version such as 9.0 or 10")
+    return version
+
+
 def select(build: Build, family: str | None = None, since: str | None = None,
            include_removed: bool = False) -> list[type[MachineType]]:
     """The machine types a matrix shows, in ``-machine help`` order."""
     wanted = FAMILIES.get(family, family) if family else None
-    floor = parse_machine_name(f"x-{since}").version if since else None
+    floor = since_version(since) if since is not None else None
     names = [m.name for m in build.registered()]
     if include_removed:
         names += sorted((n for n, m in build.machines.items() if not m.registered),
@@ -182,15 +195,39 @@ def to_table(matrix: Matrix) -> Table:
     legend += [("RESP", "RESPECTED: SEOIB advertised and honoured (ENABLE flag)"),
                ("QRK", "QUIRKED: legacy, advertised under a split irqchip but not honoured"),
                ("NADV", "NOT_ADVERTISED: not advertised (DISABLE flag)"),
-               ("REF", "QEMU would refuse to power the VM on; BLK: migration blocked"),
+               ("REF", "QEMU would refuse to power the VM on"),
+               ("BLK", "migration blocked"),
                ("quirk:c", "seoib-policy and where it comes from: c compat property, d type "
                            "default, a -accel, g -global; n/a: this QEMU has no seoib-policy"),
                ("*", "deprecated machine type; (gone): no longer registered")]
+    # md and html show the full titles and labels: their legend explains those.
+    long_legend = [(f"state on {k.name}", f"SEOIB state of a split-irqchip VM of the type "
+                                         f"({k.kernel_release}, {k.origin})")
+                   for k in matrix.kernels]
+    long_legend += [(f"to {d.name}", f"pre-flight verdict (kernel {d.kernel.name}, QEMU "
+                                     f"{d.build.name}) of such a VM powered on here (kernel "
+                                     f"{matrix.source_kernel.name})")
+                    for d in matrix.destinations]
+    long_legend += [("RESPECTED", "SEOIB advertised and honoured (ENABLE flag)"),
+                    ("QUIRKED", "legacy, advertised under a split irqchip but not honoured"),
+                    ("NOT_ADVERTISED", "not advertised (DISABLE flag)"),
+                    ("refused", "QEMU would refuse to power the VM on"),
+                    ("seoib-policy", "the type's effective seoib-policy (where it comes from "
+                                     "in each cell's detail); n/a: this QEMU has no "
+                                     "seoib-policy"),
+                    ("*", "deprecated machine type; (gone): no longer registered")]
+    shown_cells = {c.text for r in rows for c in r} | {c.label for r in rows for c in r}
+    shown_marks = {"*" if " *" in c.label else "" for r in rows for c in r} | shown_cells
+    legend = [(k, v) for k, v in legend if k in short or any(k in t for t in shown_marks)
+              or (k == "quirk:c" and any(":" in c.text for r in rows for c in r[3:4]))]
+    long_legend = [(k, v) for k, v in long_legend if k in columns
+                   or any(k in t for t in shown_marks)]
     return Table(
         title=f"Machine types of QEMU {matrix.build.name}: SEOIB and migration",
         columns=columns, short=short, rows=tuple(rows),
         row_ids=tuple(r.machine.name for r in matrix.rows),
-        legend=tuple(legend), inputs=tuple(inputs(matrix)), group_by=0,
+        legend=tuple(legend), long_legend=tuple(long_legend), inputs=tuple(inputs(matrix)),
+        group_by=0,
     )
 
 

@@ -99,3 +99,17 @@ def _scalar(numbers: tuple[int, ...]) -> int:
     """A version as one number (minor versions stay below 100), for distances."""
     return numbers[0] * 10000 + (numbers[1] if len(numbers) > 1 else 0) * 100 + \
         (numbers[2] if len(numbers) > 2 else 0)
+
+
+# Machine types of other QEMU targets an operator may paste: prefix -> architecture.
+_FOREIGN = (("virt", "Arm, RISC-V or LoongArch"), ("sbsa-ref", "Arm"), ("raspi", "Arm"),
+            ("pseries", "POWER"), ("powernv", "POWER"), ("s390-ccw-virtio", "s390x"))
+
+
+def foreign_machine(name: str) -> str | None:
+    """The architecture of a well-known non-x86 machine type name (``virt-9.2``), else None."""
+    prefix = parse_machine_name(name).prefix
+    for known, arch in _FOREIGN:
+        if prefix == known or prefix.startswith(known) or name == known:
+            return arch
+    return None

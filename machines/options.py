@@ -152,6 +152,25 @@ def keyval_parse(params: str, implied_key: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
+def keyval_dashify(merged: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """util/keyval.c's keyval_dashify on the merged ``-machine`` options.
+
+    QEMU merges every ``-machine`` into one dictionary (a key spelled the same
+    way again replaces the earlier value), then turns ``_`` into ``-``; a key
+    whose two spellings were both given is refused, whichever came first.
+    """
+    out: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for key, value in merged.items():
+        dashed = key.replace("_", "-")
+        if dashed in spelled:
+            renamed = key if "_" in key else spelled[dashed]
+            raise UsageError(f"Conflict between '{renamed}' and '{dashed}'")
+        spelled[dashed] = key
+        out[dashed] = value
+    return tuple(out.items())
+
+
 def _cspn(s: str, reject: str) -> int:
     for i, ch in enumerate(s):
         if ch in reject:
@@ -272,6 +291,11 @@ def option_table() -> Mapping[str, bool]:
 
 def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
     """Parse QEMU arguments (without the program name)."""
+    program = (binary or "").rsplit("/", 1)[-1]
+    target = _QEMU_PROGRAM.match(program)
+    if target and target.group(1) not in ("system-x86_64", "system-i386", "kvm"):
+        raise UsageError(f"{program}: only x86 is modelled (qemu-system-x86_64, "
+                         "qemu-system-i386)")
     table = option_table()
     machine: dict[str, str] = {}
     machine_texts: list[str] = []
@@ -300,7 +324,7 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
             if name in ("machine", "M"):
                 machine_texts.append(f"{token} {arg}")
                 for key, value in keyval_parse(arg, "type"):
-                    machine[key.replace("_", "-")] = value
+                    machine[key] = value  # same spelling: the later value replaces
                     if key == "type":
                         type_text = f"{token} {arg}"
             elif name == "enable-kvm":
@@ -330,7 +354,7 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
         except _Help:
             raise OptionError(token, arg, "help is not available here; "
                               "see 'machines list' and 'machines show'") from None
-    return QemuOptions(binary, tuple(machine.items()), " ".join(machine_texts), tuple(accels),
+    return QemuOptions(binary, keyval_dashify(machine), " ".join(machine_texts), tuple(accels),
                        tuple(globals_), cpu, tuple(devices), incoming, loadvm, tuple(warnings),
                        type_text)
 

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also ask this QEMU binary over QMP what it knows; the output is then "
                         "a host profile (kernel + QEMU) for 'machines preflight'")
     p.add_argument("--name", help="the host's name in a host profile (default: this hostname)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --qemu: show each step on stderr (default: only on a terminal)")
     return p
 
 
@@ -68,8 +70,11 @@ def _host_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
 
     from machines.compat.importer import import_build
     from machines.hostprofile import host_profile_json
+    from machines.progress import reporter
 
-    imported = import_build(args.qemu, command=["machines", "probe", "--qemu", args.qemu])
+    with reporter(args.progress) as progress:
+        imported = import_build(args.qemu, command=["machines", "probe", "--qemu", args.qemu],
+                                progress=progress)
     doc = host_profile_json(args.name or socket.gethostname(), kernel, {"import": imported})
     if args.output:
         atomic_write_json(args.output, doc)

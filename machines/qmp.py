@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shlex
 import shutil
@@ -36,6 +37,36 @@ from attrs import frozen
 from machines.errors import EnvironmentUnavailable, UsageError
 
 DEFAULT_TIMEOUT = 20.0
+
+# qemu.qmp logs what goes wrong on its side (a cancelled reader, a peer gone);
+# for us every failure is one line from our own code, so its records stay quiet
+# instead of reaching Python's last-resort handler as tracebacks on stderr.
+logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
+logging.getLogger("qemu.qmp").propagate = False
+
+# Every QemuProcess not yet stopped: if a run is torn down without its cleanup
+# (a second Ctrl-C stops the event loop at once), reap_all() still kills their
+# process groups and removes their socket directories.
+_LIVE: set[QemuProcess] = set()
+
+
+def checkpoint() -> None:
+    """Raise the cancellation (Ctrl-C) a finished ``wait_for`` swallowed.
+
+    On Python 3.11 ``asyncio.wait_for`` returns the result when the awaited
+    command completes in the same loop pass as the task's cancellation, and the
+    CancelledError is lost: a run of thousands of QMP commands would then
+    ignore Ctrl-C.  The task still counts the request; honour it here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def reap_all() -> None:
+    """Kill and clean up whatever QEMU children are left, synchronously."""
+    for process in list(_LIVE):
+        process.kill_now()
 
 
 class QmpCommandError(EnvironmentUnavailable):
@@ -149,17 +180,42 @@ class QemuProcess:
         self.client: Any = None
 
     async def __aenter__(self) -> QemuProcess:
+        _LIVE.add(self)
         try:
             await self._start()
         except BaseException:
-            await self._stop()
+            await self._stop_fully()
             raise
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._stop()
+        await self._stop_fully()
+
+    async def _stop_fully(self) -> None:
+        """_stop() to its end even when the run is cancelled (Ctrl-C) meanwhile."""
+        stop = asyncio.ensure_future(self._stop())
+        try:
+            await asyncio.shield(stop)
+        except asyncio.CancelledError:
+            while not stop.done():  # finish the cleanup (bounded by its timeouts) first
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(stop)
+            raise
+        finally:
+            if not stop.done():  # the loop is going away under us
+                self.kill_now()
+
+    def kill_now(self) -> None:
+        """Synchronous last resort: SIGKILL the process group, remove the directory."""
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+        _LIVE.discard(self)
 
     async def _start(self) -> None:
         from qemu.qmp import QMPClient
@@ -180,14 +236,21 @@ class QemuProcess:
             )
         accept = asyncio.ensure_future(self.client.accept())
         exited = asyncio.ensure_future(self.proc.wait())
-        done, _ = await asyncio.wait({accept, exited}, timeout=self.timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({accept, exited}, timeout=self.timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (Ctrl-C): wind the handshake down before _stop
+            for task in (accept, exited):
+                task.cancel()
+            await asyncio.wait({accept, exited})
+            if not accept.cancelled():
+                accept.exception()  # retrieved: qemu.qmp's own failure is not news
+            raise
         if accept in done and accept.exception() is None:
             exited.cancel()
             return
         accept.cancel()
-        with contextlib.suppress(BaseException):
-            await accept
+        await asyncio.wait({accept})  # let it finish; our own cancellation still propagates
         if self.proc.returncode is None and done:
             # The handshake broke: usually QEMU is on its way out with a message.
             with contextlib.suppress(asyncio.TimeoutError):
@@ -208,7 +271,9 @@ class QemuProcess:
         from qemu.qmp import ExecuteError, QMPError
 
         try:
-            return await asyncio.wait_for(self.client.execute(command, arguments), self.timeout)
+            reply = await asyncio.wait_for(self.client.execute(command, arguments), self.timeout)
+            checkpoint()
+            return reply
         except ExecuteError as err:
             raise QmpCommandError(command, str(err), err.error_class) from None
         except TimeoutError:
@@ -237,6 +302,7 @@ class QemuProcess:
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None
+        _LIVE.discard(self)
 
 
 class QemuSession:

@@ -28,6 +28,33 @@ MODERN_ONLY_VIRTIO = (
 FORCED_BY_VIRTIO_1 = {"disable-modern": False, "disable-legacy": "on"}
 
 
+# Properties whose type default is a sentinel that realize replaces, whatever
+# the machine: (an ancestor type, the property) -> what realize does.  Checked
+# against qom-get on QEMU 10.0.2 (tests/test_qemu_oracle.py).
+_BLOCK = "blkconf: from the backend at realize"
+DECIDED_AT_REALIZE: dict[tuple[str, str], str] = {
+    ("pci-device", "addr"): "-1: the first free slot of the bus is taken at realize",
+    ("virtio-pci", "disable-legacy"): "auto: on behind a PCIe port, else off "
+                                      "(virtio_pci_realize)",
+    **{(base, prop): f"{_BLOCK} ({what})"
+       for base in ("virtio-blk-pci-base", "virtio-blk-device", "ide-device", "scsi-disk-base")
+       for prop, what in (("cyls", "geometry guessed from the size"),
+                          ("heads", "geometry guessed from the size"),
+                          ("secs", "geometry guessed from the size"),
+                          ("logical_block_size", "the backend's block size"),
+                          ("physical_block_size", "the backend's block size"))},
+}
+
+
+def decided_at_realize(qom: QomTypes, typename: str, prop: str) -> str | None:
+    """How realize decides ``typename.prop`` when nothing set it, or None."""
+    for base in qom.ancestry(typename):
+        rule = DECIDED_AT_REALIZE.get((base, prop))
+        if rule is not None:
+            return rule
+    return None
+
+
 def forced_at_realize(qom: QomTypes, typename: str, prop: str) -> tuple[object, str] | None:
     """(value, why) when realize overwrites ``typename.prop`` unconditionally."""
     if prop in FORCED_BY_VIRTIO_1 and _is_any(qom, typename, MODERN_ONLY_VIRTIO):

@@ -218,3 +218,35 @@ def known_elsewhere(name: str) -> str:
     how = ("no longer registered: machine types are withdrawn 6 years after their release"
            if in_source else "removed from QEMU's source")
     return f"not available since QEMU {gone}: {how}"
+
+
+def build_for_version(version: str) -> str | None:
+    """The build name whose data is QEMU ``version`` (``10.0.2``), or None when none ships.
+
+    An imported build of that very version wins; otherwise a model release of
+    the same version (``10.1`` is 10.1.0).  Versions compare as three numbers,
+    so ``10.1`` and ``10.1.0`` are one.
+    """
+    def numbers(text: str) -> tuple[int, ...] | None:
+        parts = text.split(".")
+        if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+            return None
+        return tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
+
+    wanted = numbers(version)
+    if wanted is None:
+        return None
+    for name in [*IMPORTED, *MODEL_RELEASES]:  # imported first: they are the real binaries
+        if numbers(name) == wanted:
+            return name
+    return None
+
+
+def builds_registering(machine: str) -> list[str]:
+    """Names of the shipped builds that register ``machine``, newest first."""
+    def numbers(name: str) -> tuple[int, ...]:
+        parts = tuple(int(x) for x in name.split("."))
+        return parts + (0,) * (3 - len(parts))
+
+    names = sorted([*MODEL_RELEASES, *IMPORTED], key=numbers, reverse=True)
+    return [n for n in names if get_build(n).find(machine) is not None]

@@ -25,7 +25,7 @@ STATUSES: dict[str, tuple[str, str, str]] = {
     "blocked": ("31", "#f4b8b8", "it cannot"),
     "respected": ("32", "#c8ecc8", "SEOIB advertised and honoured (ENABLE)"),
     "not-advertised": ("36", "#c9e4f2", "SEOIB not advertised (DISABLE)"),
-    "quirked": ("33", "#f7e7a1", "legacy: advertised under split irqchip, not honoured"),
+    "quirked": ("35", "#f3c9e6", "legacy: advertised under split irqchip, not honoured"),
     "refused": ("31", "#f4b8b8", "QEMU would refuse to power the VM on"),
     "na": ("90", "#e6e6e6", "does not apply"),
     "differs": ("33", "#f7e7a1", "differs between the machine types"),
@@ -52,7 +52,14 @@ class Table:
     short: tuple[str, ...]  # titles for the text form (<= a few characters where needed)
     rows: tuple[tuple[Cell, ...], ...]
     row_ids: tuple[str, ...] = ()  # one per row, for the HTML page (data-row)
-    legend: tuple[tuple[str, str], ...] = ()  # (short title, what it is)
+    legend: tuple[tuple[str, str], ...] = ()  # (short title, what it is), for the text form
+    # The same for the forms that show full titles and labels (md, html): a legend
+    # explains only what its form shows.  None: the text form's legend serves.
+    long_legend: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def full_legend(self) -> tuple[tuple[str, str], ...]:
+        return self.legend if self.long_legend is None else self.long_legend
     inputs: tuple[tuple[str, str], ...] = ()  # what the table was made from
     group_by: int | None = None  # column whose value starts a new group (family)
     notes: tuple[str, ...] = field(default=())
@@ -113,9 +120,9 @@ def to_markdown(table: Table) -> str:
     out.write("|" + "|".join("---" for _ in table.columns) + "|\n")
     for row in table.rows:
         out.write("| " + " | ".join(esc(c.label) for c in row) + " |\n")
-    if table.legend:
+    if table.full_legend:
         out.write("\n")
-        for short, meaning in table.legend:
+        for short, meaning in table.full_legend:
             out.write(f"- **{esc(short)}**: {esc(meaning)}\n")
     if table.notes:
         out.write("\n" + "\n\n".join(esc(n) for n in table.notes) + "\n")
@@ -155,6 +162,7 @@ table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.5em; vertical-align: top; text-align: left; }
 th { background: #f0f0f0; position: sticky; top: 0; }
 tr.group td { background: #fafafa; font-weight: bold; }
+tr.row td:first-child, th { white-space: nowrap; }
 details summary { cursor: pointer; list-style: none; }
 details summary::-webkit-details-marker { display: none; }
 details[open] summary { font-weight: bold; }
@@ -198,15 +206,15 @@ def to_html(table: Table) -> str:
         out.write("</tr>\n")
     out.write("</tbody>\n</table>\n")
     used = {c.status for r in table.rows for c in r if c.status}
-    if used or table.legend:
+    if used or table.full_legend:
         out.write("<h2>Legend</h2>\n<p class=\"legend\">")
         for name in STATUSES:
             if name in used:
                 out.write(f"<span class=\"s-{e(name)}\">{e(name)}: {e(STATUSES[name][2])}</span>")
         out.write("</p>\n")
-        if table.legend:
+        if table.full_legend:
             out.write("<dl>")
-            for short, meaning in table.legend:
+            for short, meaning in table.full_legend:
                 out.write(f"<dt>{e(short)}</dt><dd>{e(meaning)}</dd>")
             out.write("</dl>\n")
     for note in table.notes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from machines.values import format_value
@@ -169,7 +170,8 @@ def resolve_text(resolver: Resolver, devices: dict[str, dict[str, Resolved]],
         for name, r in props.items():
             value = "<unset>" if r.value is None else format_value(r.value)
             note = (f" (QEMU decides at realize; {format_value(r.realized)} on a plain machine)"
-                    if r.realized is not None else "")
+                    if r.realized is not None else
+                    f" (decided at realize: {r.realize_rule})" if r.realize_rule else "")
             out.write(f"  {name:<{width}}  {value:<12} {r.source.describe()}{note}\n")
     return out.getvalue()
 
@@ -219,7 +221,8 @@ def seoib_text(decisions: list[SeoibDecision]) -> str:
 
 def preflight_json(source: PreflightSource, host: HostProfile | None,
                    kernel: KernelProfile | None, described: str,
-                   results: list[Destination]) -> dict[str, Any]:
+                   results: list[Destination], qemu_why: str = "",
+                   notes: Sequence[str] = ()) -> dict[str, Any]:
     config = source.config
     return {
         "schema": "machines/preflight/v1",
@@ -227,6 +230,8 @@ def preflight_json(source: PreflightSource, host: HostProfile | None,
             "described_by": described,
             "host": host.name if host else "this host",
             "qemu": config.build.name,
+            "qemu_why": qemu_why,
+            "notes": list(notes),
             "kernel": kernel.name if kernel else None,
             "machine": source.machine,
             "machine_as_given": config.machine_as_given,
@@ -253,10 +258,19 @@ def preflight_text(doc: dict[str, Any]) -> str:
     src = doc["source"]
     given = (f" (configured as '{src['machine_as_given']}')"
              if src["machine_as_given"] not in (None, src["machine"]) else "")
-    state = src["seoib"]["state"] or "none (no KVM LAPIC)"
+    origin = src["seoib"]["origin"]
+    state = src["seoib"]["state"]
+    if state is None:  # the origin says why there is none
+        state, origin = "none", (origin if "no KVM LAPIC" in origin
+                                 else f"no KVM LAPIC; {origin}")
     out.write(f"source: {src['machine']}{given} on QEMU {src['qemu']}, {src['host']}"
               f"{', kernel ' + src['kernel'] if src['kernel'] else ''}\n")
-    out.write(f"        SEOIB {state} ({src['seoib']['origin']})")
+    out.write(f"        from {src['described_by']}\n")
+    if src.get("qemu_why"):
+        out.write(f"        QEMU {src['qemu']}: {src['qemu_why']}\n")
+    for note in src.get("notes", []):
+        out.write(f"        note: {note}\n")
+    out.write(f"        SEOIB {state} ({origin})")
     if src["kernel_irqchip"]:
         out.write(f", kernel-irqchip={src['kernel_irqchip']}")
     if src["ioapic"]:

@@ -31,9 +31,9 @@ from machines.compat.tables import CompatProp
 from machines.config import VmConfig
 from machines.errors import PropertyError, UsageError
 from machines.machine import MachineType
-from machines.options import GlobalOption
+from machines.options import DeviceOption, GlobalOption
 from machines.qom import PropertyInfo, QomTypes
-from machines.realize import forced_at_realize, left_to_realize
+from machines.realize import decided_at_realize, forced_at_realize, left_to_realize
 from machines.values import Value, parse_value
 
 
@@ -71,16 +71,20 @@ class Resolved(NamedTuple):
     source: Source
     overridden: tuple[Source, ...] = ()  # earlier steps that set it, oldest first
     realized: Value | None = None  # when QEMU decides at realize: what a plain machine showed
+    realize_rule: str | None = None  # when QEMU decides at realize: how
 
     @property
     def decided_at_realize(self) -> bool:
-        return self.realized is not None
+        return self.realized is not None or self.realize_rule is not None
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"value": self.value, **self.source.to_json()}
-        if self.realized is not None:
+        if self.decided_at_realize:
             out["decided_at_realize"] = True
+        if self.realized is not None:
             out["realized_on_plain_machine"] = self.realized
+        if self.realize_rule is not None:
+            out["realize_rule"] = self.realize_rule
         return out
 
 
@@ -95,6 +99,37 @@ def _default_source(info: PropertyInfo) -> Source:
 @cache
 def _parse(qapi_type: str, text: str, name: str) -> Value:
     return parse_value(qapi_type, text, name)
+
+
+# -device options qdev_device_add takes itself instead of setting them as properties.
+DEVICE_OPTIONS = ("driver", "bus", "id")
+
+
+def _pci_devfn(text: str, typename: str) -> int:
+    """QEMU's PCI ``addr`` property: ``SLOT[.FN]`` in hex (``0x`` allowed) -> slot << 3 | fn."""
+    slot, dot, func = text.partition(".")
+
+    def hex_number(part: str, limit: int) -> int | None:
+        digits = part[2:] if part[:2].lower() == "0x" else part
+        if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            return None
+        number = int(digits, 16)
+        return number if number <= limit else None
+
+    s = hex_number(slot, 31)
+    f = hex_number(func, 7) if dot else 0
+    if s is None or f is None:
+        raise PropertyError(f"Property '{typename}.addr' doesn't take value '{text}'")
+    return s << 3 | f
+
+
+def _device_value(info: PropertyInfo, text: str, typename: str, prop: str) -> Value:
+    if prop == "addr" and info.type == "str":
+        return _pci_devfn(text, typename)
+    try:
+        return _parse(info.type, text, prop)
+    except PropertyError as err:
+        raise PropertyError(f"-device {typename},{prop}={text}: {err}") from None
 
 
 class Resolver:
@@ -161,7 +196,9 @@ class Resolver:
         return out
 
     # -- public
-    def resolve(self, typename: str, prop: str) -> Resolved:
+    def resolve(self, typename: str, prop: str, device: DeviceOption | None = None
+                ) -> Resolved:
+        """``typename.prop``; with ``device``, for that ``-device`` (its own options last)."""
         props = self.qom.properties(typename)
         info = props.get(prop)
         if info is None:
@@ -201,25 +238,40 @@ class Resolver:
                     value = flag_value
                     source = Source("cpu", f"-cpu {cpu.text}", driver=typename,
                                     text=("+" if flag_value else "-") + prop)
+        if device is not None:
+            # qdev_device_add sets the -device's own options after the globals.
+            for name, text in device.props:
+                if name.replace("_", "-") == prop.replace("_", "-"):
+                    history.append(source)
+                    value = _device_value(info, text, typename, prop)
+                    source = Source("device", device.text, driver=typename, text=text)
         forced = forced_at_realize(self.qom, typename, prop)
         if forced is not None:
             history.append(source)
             value, source = forced[0], Source("realize", forced[1])  # type: ignore[assignment]
         elif value is None and info.type in ("str", "string"):
             value = ""  # a NULL string property reads back as "" over QMP
-        realized = info.realized if source.kind in ("default", "instance") else None
-        if realized is None and left_to_realize(prop, value):
-            realized = "unspecified: realize decides"
-        return Resolved(typename, prop, info.type, value, source, tuple(history), realized)
+        unset = source.kind in ("default", "instance")
+        realized = info.realized if unset else None
+        rule = decided_at_realize(self.qom, typename, prop) if unset else None
+        if rule is None and left_to_realize(prop, value):
+            rule = "an unspecified vector count (0xFFFFFFFF): realize works it out"
+        return Resolved(typename, prop, info.type, value, source, tuple(history), realized, rule)
 
-    def device(self, typename: str) -> dict[str, Resolved]:
-        """Every property of ``typename``, sorted by name."""
+    def device(self, typename: str, device: DeviceOption | None = None
+               ) -> dict[str, Resolved]:
+        """Every property of ``typename`` (of that ``-device``, if given), sorted by name."""
         if typename not in self.qom:
             raise UsageError(f"unknown QOM type '{typename}' in QEMU {self.build.name}")
         if typename in self.qom.abstract:
             raise UsageError(f"'{typename}' is an abstract type; name a concrete one")
         props = self.qom.properties(typename)
-        return {name: self.resolve(typename, name) for name in sorted(props)
+        if device is not None:
+            for name, _ in device.props:
+                if name not in DEVICE_OPTIONS and name not in props and \
+                        name.replace("_", "-") not in props:
+                    raise PropertyError(f"{device.text}: Property '{typename}.{name}' not found")
+        return {name: self.resolve(typename, name, device) for name in sorted(props)
                 if not props[name].type.startswith(("link<", "child<"))}
 
     def compat_effective(self) -> dict[tuple[str, str], Resolved]:

@@ -78,6 +78,19 @@ class SavedState(NamedTuple):
         """What the destination ends up with: no section means QUIRKED."""
         return self.seoib if self.seoib is not None else SeoibState.QUIRKED
 
+    @property
+    def kvm_evidence(self) -> str | None:
+        """Why the stream must come from a KVM VM, or None when it shows no sign of KVM.
+
+        Only KVM creates the ``kvmclock`` device (x86 CPUs with the kvmclock
+        feature, the default).  The irqchip mode does not show: QEMU 10.0.2's
+        ``kvm-apic``/``kvm-ioapic`` save under the same section names and
+        layout (``apic``, ``ioapic``) as the userspace ones.
+        """
+        if any(s.name == "kvmclock" for s in self.sections):
+            return "its kvmclock section"
+        return None
+
 
 def read_saved_state(path: str) -> SavedState:
     """Read ``path``; any problem is one StreamError (or DataError) naming where."""
@@ -212,8 +225,11 @@ class _Reader:
                 raise self.fail(end + 1, f"vmstate description: device [{i}] has no name "
                                          "or instance_id")
         sizes = [_size(d, f"devices[{i}]", self, 0) for i, d in enumerate(described)]
+        best: tuple[int, bool, int] = (-1, True, end)  # (sections found, footers, first found)
         for footers in (True, False):  # footers are off for pc-*-2.3 and older
             found = self._walk_back(described, sizes, end, footers)
+            if len(found) > best[0]:
+                best = (len(found), footers, found[0][1].offset if found else end)
             # Sections QEMU saves at setup ("early_setup") come first, before RAM.
             remaining = len(described) - len(found)
             early: list[tuple[dict[str, Any], Section]] = []
@@ -226,9 +242,63 @@ class _Reader:
                 pos += section.size or 0
             if len(early) == remaining:
                 return early + found
-        name = described[-1]["name"]
-        raise self.fail(end, f"the device sections before the end do not match the "
-                             f"vmstate description (last: '{name}'); the stream is corrupt")
+        # Name the section the walk back from the end stopped at, and its first
+        # byte that is not what the description says.
+        count, footers, pos = best
+        index = len(described) - count - 1
+        device, size = described[index], sizes[index]
+        total = _section_size(device, size, footers)
+        next_id = self.u32(pos + 1) if pos < end else None
+        offset, what = self._mismatch(device, size, pos - total, footers, next_id)
+        raise self.fail(offset, f"device section '{device['name']}' (instance "
+                                f"{device['instance_id']}), expected at offset {pos - total}, "
+                                f"does not match the vmstate description: {what}; "
+                                "the stream is corrupt")
+
+    def _mismatch(self, device: dict[str, Any], size: int, offset: int, footers: bool,
+                  next_id: int | None) -> tuple[int, str]:
+        """The first byte of a section's header or footer that is not as described."""
+        name = device["name"].encode("utf-8", "replace")
+        header = _header_size(device)
+        if offset < 8 or offset + _section_size(device, size, footers) > self.size:
+            return max(offset, 0), "it does not fit in the stream"
+        head = self.at(offset, header)
+        version = device.get("version")
+        expected: list[tuple[int, bytes, str]] = [
+            (0, bytes([SECTION_FULL]), "section type"), (5, bytes([len(name)]), "name length"),
+            (6, name, "name"), (6 + len(name), struct.pack(">I", device["instance_id"]),
+                                "instance id")]
+        if isinstance(version, int):
+            expected.append((10 + len(name), struct.pack(">I", version), "version"))
+        for at, want, what in expected:
+            got = head[at:at + len(want)]
+            if got != want:
+                bad = next(i for i in range(len(want)) if got[i:i + 1] != want[i:i + 1])
+                return offset + at + bad, f"its {what} reads {got!r}, expected {want!r}"
+        if footers:
+            foot_at = offset + header + size
+            foot = self.at(foot_at, 5)
+            if foot[0] != FOOTER:
+                return foot_at, f"its footer byte reads {foot[0]:#04x}, expected {FOOTER:#04x}"
+            if foot[1:] != head[1:5]:
+                # Device sections go out in increasing id order: an id not below the next
+                # section's is the damaged one.  When that does not tell, both are named.
+                ids = struct.unpack(">I", head[1:5])[0], struct.unpack(">I", foot[1:])[0]
+                limit = next_id if next_id is not None else 1 << 16
+                plausible = [i < limit for i in ids]
+                if plausible == [True, False]:
+                    at, got, want, part = foot_at + 1, foot[1:], head[1:5], "footer"
+                elif plausible == [False, True]:
+                    at, got, want, part = offset + 1, head[1:5], foot[1:], "header"
+                else:
+                    return offset + 1, (f"its header section id {ids[0]} (offset {offset + 1}) "
+                                        f"and footer section id {ids[1]} (offset {foot_at + 1}) "
+                                        "differ")
+                bad = next(i for i in range(4) if got[i] != want[i])
+                value = struct.unpack(">I", got)[0]
+                return at + bad, (f"its {part} section id reads {value}, expected "
+                                  f"{struct.unpack('>I', want)[0]}")
+        return offset, "it is not where the sections after it say"
 
     def _walk_back(self, described: list[dict[str, Any]], sizes: list[int], end: int,
                    footers: bool) -> list[tuple[dict[str, Any], Section]]:

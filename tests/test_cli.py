@@ -208,10 +208,31 @@ def test_loadvm_check(capsys: Any) -> None:
     code, out, err = run(capsys, "loadvm-check", "--current", "RESPECTED", "--snapshot",
                          "QUIRKED", "--kernel", "linux-7.0")
     assert code == 1 and "fix: restart QEMU with -loadvm" in out
-    assert err.startswith("machines: snapshot restore refused")
+    assert out.count("refused") == 1 and err == ""  # the refusal once, on stdout
     code, out, _ = run(capsys, "loadvm-check", "--current", "RESPECTED", "--snapshot",
                        "not-advertised", "--kernel", "linux-7.0", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["kernels"]["linux-7.0"]["x2apic_api_flags"] == 8
     code, _, err = run(capsys, "loadvm-check", "--current", "HAPPY", "--snapshot", "QUIRKED")
     assert code == 2 and "unknown SEOIB state" in err
+
+
+def test_matrix_since_takes_a_version_or_fails(capsys: Any) -> None:
+    code, out, _ = run(capsys, "matrix", "--since", "10", "--format", "json")
+    assert code == 0
+    names = [r["machine"] for r in json.loads(out)["rows"]]
+    assert names and all(n.split("-")[-1].startswith("10.") for n in names)
+    _, out_dotted, _ = run(capsys, "matrix", "--since", "10.0", "--format", "json")
+    assert json.loads(out_dotted)["rows"] == json.loads(out)["rows"]
+    for since, needle in [("abc", "--since abc: expected a QEMU version"),
+                          ("99", "no machine type since 99.0 matches")]:
+        code, out, err = run(capsys, "matrix", "--since", since)
+        assert code == 2 and out == ""
+        assert err.count("\n") == 1 and needle in err
+
+
+def test_matrix_kernel_replaces_the_shipped_columns_once_each(capsys: Any) -> None:
+    code, out, _ = run(capsys, "matrix", "--since", "10.1", "--kernel", "linux-6.12",
+                       "--kernel", "linux-7.0", "--kernel", "linux-6.12", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["kernels"] == ["linux-6.12", "linux-7.0"]

@@ -62,7 +62,7 @@ def _per_pair(vm: dict[str, Any], hosts: dict[str, Any]) -> dict[str, Any] | str
     """One VM against every host, directly, without any grouping."""
     source_host = hosts[vm["source_host"]]
     build = get_build(vm.get("qemu") or source_host.build.name)
-    accel = "kvm" + (f",kernel-irqchip={vm['irqchip']}" if "irqchip" in vm else "")
+    accel = f"kvm,kernel-irqchip={vm['irqchip']}" if "irqchip" in vm else "tcg"
     if "policy" in vm:
         accel += f",seoib-policy={vm['policy']}"
     args = ["-machine", vm["machine"], "-accel", accel]
@@ -76,6 +76,9 @@ def _per_pair(vm: dict[str, Any], hosts: dict[str, Any]) -> dict[str, Any] | str
     except Exception as err:
         return str(err)
     inputs = inputs_from(resolver)
+    kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
+    if "state" in vm and not kvm_lapic:
+        return "no KVM LAPIC"
     if "state" in vm:
         state: SeoibState | None = SeoibState.parse(vm["state"])
     elif inputs.kvm and inputs.kernel_irqchip in ("on", "split"):
@@ -130,15 +133,34 @@ def test_fleet_input_errors_name_the_line(tmp_path: Path, capsys: Any) -> None:
         ("[1, 2]", "a VM must be a JSON object"),
         ("{not json", "not JSON"),
         ('{"id": "x", "machine": "q35", "source_host": "nope"}', "source_host 'nope'"),
+        ('{"id": "vm-2", "machine": "q35"}', "VM id 'vm-2' is already used on line 3"),
     ]:
         fleet.write_text(good + bad + "\n")
         assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir),
                      "-o", str(tmp_path / "out.jsonl")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and needle in err, (bad, err)
-        if "source_host" not in bad:
-            assert ":6:" in err
+        assert f"{fleet}:6:" in err
         assert not (tmp_path / "out.jsonl").exists()  # nothing half-written
+        # Without -o: nothing on stdout either, not even the header.
+        assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and needle in err
+
+
+def test_tcg_and_seoib_unaware_vms_need_no_state(tmp_path: Path, capsys: Any) -> None:
+    _, host_dir = random_fleet(tmp_path, 10, vms=1, hosts=3)
+    fleet = tmp_path / "few.jsonl"
+    fleet.write_text(
+        '{"id": "tcg", "machine": "q35", "qemu": "10.0.2"}\n'
+        '{"id": "unaware", "machine": "pc-q35-10.0", "qemu": "10.0.2", "irqchip": "split"}\n'
+        '{"id": "aware", "machine": "pc-q35-10.0", "qemu": "10.2", "irqchip": "split"}\n'
+        '{"id": "tcg-state", "machine": "q35", "qemu": "10.0.2", "state": "RESPECTED"}\n')
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir)]) == 0
+    rows = {r["vm"]: r for r in map(json.loads, capsys.readouterr().out.splitlines()[1:-1])}
+    assert "error" not in rows["tcg"] and "error" not in rows["unaware"], rows
+    assert "needs a state or a source_host" in rows["aware"]["error"]
+    assert "has no SEOIB state" in rows["tcg-state"]["error"]
 
 
 def test_fleet_usage_errors(tmp_path: Path, capsys: Any) -> None:

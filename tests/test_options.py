@@ -130,3 +130,15 @@ def test_split_command_line_from_a_libvirt_log() -> None:
 def test_split_command_line_rejects_unbalanced_quotes() -> None:
     with pytest.raises(UsageError, match="cannot split"):
         split_command_line("qemu-system-x86_64 -name 'oops")
+
+
+def test_repeated_machine_options_merge_like_qemus_keyval() -> None:
+    """The same spelling again replaces; two spellings of one key conflict (keyval_dashify)."""
+    opts = parse_args(["-machine", "pc-q35-10.0,kernel_irqchip=split", "-machine",
+                       "kernel_irqchip=on"])
+    assert opts.machine == (("type", "pc-q35-10.0"), ("kernel-irqchip", "on"))
+    for args in (["-machine", "q35,kernel_irqchip=split", "-machine", "kernel-irqchip=on"],
+                 ["-machine", "q35,kernel-irqchip=split,kernel_irqchip=on"]):
+        with pytest.raises(UsageError) as err:
+            parse_args(args)
+        assert str(err.value) == "Conflict between 'kernel_irqchip' and 'kernel-irqchip'"

@@ -153,8 +153,8 @@ def test_host_spec_errors() -> None:
 def test_libvirt_domain_mapping() -> None:
     binary, args = read_domain(FIXTURES / "respected-by-global.xml")
     assert binary == "/usr/bin/qemu-system-x86_64"
-    assert args == ["-machine", "pc-q35-10.0", "-accel", "kvm,kernel-irqchip=split",
-                    "-cpu", "Skylake-Server,-x2apic,+pcid",
+    assert args == ["-machine", "pc-q35-10.0,kernel_irqchip=split", "-accel", "kvm",
+                    "-cpu", "Skylake-Server,x2apic=off,pcid=on",
                     "-global", "kvm-accel.seoib-policy=respected"]
 
 
@@ -319,3 +319,86 @@ def test_host_profile_file_round_trip(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="newer than this tool"):
         load(tmp_path / "h2.json")
 
+
+
+def test_preflight_without_a_source_vm_is_a_usage_error(capsys: Any) -> None:
+    assert main(["preflight", "--dest", "linux-7.0/10.2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "no source VM" in err
+
+
+def test_tcg_source_wording_and_no_source_state(capsys: Any) -> None:
+    assert main(["preflight", "--dest", "linux-7.0/10.2", "-M", "pc-q35-10.2",
+                 "-accel", "tcg"]) == 0
+    out = capsys.readouterr().out
+    assert "SEOIB none (no KVM LAPIC)," in out and out.count("no KVM LAPIC") == 1
+    assert main(["preflight", "--dest", "linux-7.0/10.2", "--source-state", "RESPECTED",
+                 "-M", "pc-q35-10.2", "-accel", "tcg"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "runs without KVM, so it has no KVM LAPIC" in err
+
+
+def _preflight_qmp(capsys: Any, sock: str) -> tuple[int, str, float]:
+    start = time.monotonic()
+    code = main(["preflight", "--dest", "linux-7.0/10.2", "--qmp", sock])
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    return code, err, time.monotonic() - start
+
+
+def test_qmp_socket_problems_each_have_their_line_and_code(capsys: Any, tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    code, err, _ = _preflight_qmp(capsys, str(tmp_path / "missing.sock"))
+    assert code == 2 and "No such file or directory" in err
+    (tmp_path / "plain").write_text("x")
+    code, err, _ = _preflight_qmp(capsys, str(tmp_path / "plain"))
+    assert code == 2 and "not a socket" in err
+    with socket.socket(socket.AF_UNIX) as dead:  # bound, never listening: refused
+        dead.bind(str(tmp_path / "refused.sock"))
+    code, err, _ = _preflight_qmp(capsys, str(tmp_path / "refused.sock"))
+    assert code == 4 and "connection refused" in err
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "garbage.sock"))
+        server.listen(1)
+
+        def greet_badly() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-hello\r\n")
+                conn.recv(1)
+
+        thread = threading.Thread(target=greet_badly)
+        thread.start()
+        code, err, _ = _preflight_qmp(capsys, str(tmp_path / "garbage.sock"))
+        thread.join(timeout=10)
+    assert code == 4 and "not a QMP monitor" in err and "SSH-2.0-hello" in err
+
+
+@pytest.mark.qemu
+def test_qmp_monitor_held_by_another_client_fails_fast(qemu_binary: str, capsys: Any,
+                                                       tmp_path: Path) -> None:
+    import socket
+
+    sock = str(tmp_path / "qmp.sock")
+    proc = subprocess.Popen([qemu_binary, "-machine", "none", "-S", "-nodefaults", "-display",
+                             "none", "-qmp", f"unix:{sock},server=on,wait=off"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        with socket.socket(socket.AF_UNIX) as holder:  # as libvirtd holds its VMs' monitors
+            for _ in range(400):
+                try:
+                    holder.connect(sock)
+                    break
+                except OSError:
+                    time.sleep(0.025)
+            assert holder.recv(7) == b'{"QMP":'
+            code, err, took = _preflight_qmp(capsys, sock)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert code == 4 and took < 8
+    assert "held by another client" in err and "virsh qemu-monitor-command" in err

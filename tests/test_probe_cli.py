@@ -218,3 +218,57 @@ def test_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.startswith("usage: machines probe")
     assert "linux-6.18.y-seoib" in out
+
+
+# Ctrl-C while 'probe --qemu' talks to QEMU: at each stage of the run, the one
+# line "machines: interrupted", exit 130, no QEMU left and no socket directory.
+STAGES = ["-machine help", "machine types and QOM properties", "devices as created on",
+          "(3/", "(12/"]
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("stage", STAGES)
+def test_ctrl_c_during_probe_qemu_leaves_nothing(stage: str, qemu_binary: str,
+                                                 tmp_path: Path) -> None:
+    import signal
+    import time
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "host.json"
+    env = dict(os.environ, TMPDIR=str(scratch))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "machines", "probe", "--qemu", qemu_binary, "-o", str(out),
+         "--progress", "--simulate", "linux-7.0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL,
+        # pytest ignores nothing, but a parent may: give the child the default SIGINT.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert child.stderr is not None
+    seen = []
+    try:
+        for raw in child.stderr:
+            line = raw.decode()
+            seen.append(line)
+            if stage in line:
+                time.sleep(0.15)  # into the step, not at its edge
+                child.send_signal(signal.SIGINT)
+                break
+        else:
+            pytest.fail(f"the run ended before '{stage}': {seen}")
+        rest = child.stderr.read().decode()
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, rest
+    after = [line for line in rest.splitlines() if not line.startswith("machines: ") or
+             line == "machines: interrupted"]
+    assert after == ["machines: interrupted"], rest  # no traceback, no "Loop ... is closed"
+    assert rest.endswith("machines: interrupted\n"), rest
+    assert list(scratch.iterdir()) == []  # no /tmp/machines-qmp-* left
+    time.sleep(0.2)
+    from procs import processes_mentioning
+
+    assert processes_mentioning(str(scratch)) == []
+    assert not out.exists()

@@ -19,6 +19,7 @@ from realqemu import SAMPLE_DEVICES, compare_with_model, run_many, sample_body, 
 from machines.build import Build
 from machines.cli import main
 from machines.config import configure
+from machines.errors import PropertyError
 from machines.options import parse_args
 from machines.qmp import BASE_ARGS, QemuProcess, QemuSession, QmpCommandError
 from machines.registry import get_build
@@ -151,6 +152,10 @@ BAD_OPTIONS = [
     ["-machine", "q35", "-cpu", "qemu64,foo=bar"],
     ["-machine", "q35", "-global", "isa-pcspk.migrate=maybe"],
     ["-machine", "q35,accel=kvm", "-accel", "tcg"],
+    ["-machine", "pc-q35-10.0,kernel_irqchip=split", "-accel", "kvm", "-machine",
+     "kernel-irqchip=on"],
+    ["-machine", "q35,kernel-irqchip=on,kernel_irqchip=split"],
+    ["-machine", "q35,dump_guest_core=off", "-machine", "dump-guest-core=on"],
     ["-bogus"],
 ]
 
@@ -210,3 +215,61 @@ def test_qom_get_sample_helper_sees_devices(qemu_binary: str) -> None:
     found = run_many(qemu_binary, [(["-machine", "pc-q35-10.0", "-device", "e1000"], body)])[0]
     assert any(t == "e1000" for _, t in found)
     assert all(path.startswith("/machine/") for path, _ in found)
+
+
+def test_board_devices_are_on_their_boards_only(qemu_binary: str, build: Build) -> None:
+    """drift.BOARD_DEVICES: each board-only device exists on its boards and on no other."""
+    from machines.drift import BOARD_DEVICES, board
+
+    names = ["pc-q35-10.0", "pc-i440fx-10.0", "microvm", "isapc"]
+
+    async def types(session: QemuSession) -> set[str]:
+        return {t for _, t in await walk_devices(session)}
+
+    found = run_many(qemu_binary, [(["-machine", n], types) for n in names])
+    for name, present in zip(names, found, strict=True):
+        machine = build.machines[name]
+        for device, boards in BOARD_DEVICES.items():
+            assert (device in present) == (board(machine) in boards), (name, device)
+
+
+def test_microvm_has_no_mch_drift() -> None:
+    from machines.drift import compat_drift
+
+    items = compat_drift("microvm", get_build("10.1"), get_build("10.2"))
+    assert not [i for i in items if i.driver == "mch"]
+    q35 = compat_drift("pc-q35-10.1", get_build("10.1"), get_build("10.2"))
+    assert not [i for i in q35 if i.driver == "mch"]  # its compat entry pins it
+
+
+DEVICE_ARGS = ["-machine", "pc-q35-10.0", "-blockdev", "null-co,node-name=d0,size=1048576",
+               "-device", "virtio-blk-pci,drive=d0,id=vb", "-netdev", "user,id=hn0",
+               "-device", "virtio-net-pci,netdev=hn0,id=n0,mac=52:54:00:ab:cd:ef,addr=0x5"]
+REALIZE_TIME = ("disable-legacy", "cyls", "heads", "secs", "logical_block_size", "addr")
+
+
+def test_device_options_apply_and_realize_time_values_are_labelled(qemu_binary: str,
+                                                                   build: Build) -> None:
+    async def body(session: QemuSession) -> dict[str, Any]:
+        out = {f"vb.{p}": await session.qom_get("/machine/peripheral/vb", p)
+               for p in REALIZE_TIME}
+        for p in ("mac", "netdev", "addr"):
+            out[f"n0.{p}"] = await session.qom_get("/machine/peripheral/n0", p)
+        return out
+
+    real = run_many(qemu_binary, [(DEVICE_ARGS, body)])[0]
+    config = configure(build, parse_args(DEVICE_ARGS))
+    resolver = Resolver(config)
+    blk, net = config.options.devices[0], config.options.devices[1]
+    resolved = resolver.device("virtio-blk-pci", blk)
+    for prop in REALIZE_TIME:
+        r = resolved[prop]
+        # The type default is not what QEMU has after realize: the model must say so.
+        assert r.value != real[f"vb.{prop}"] and r.decided_at_realize, (prop, r)
+    nic = resolver.device("virtio-net-pci", net)
+    for prop in ("mac", "netdev", "addr"):
+        assert nic[prop].value == real[f"n0.{prop}"], (prop, nic[prop])
+        assert nic[prop].source.kind == "device"
+    with pytest.raises(PropertyError, match=r"Property 'virtio-net-pci\.addr' doesn't take"):
+        resolver.device("virtio-net-pci", parse_args(["-device",
+                                                      "virtio-net-pci,addr=0x40"]).devices[0])

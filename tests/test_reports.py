@@ -52,12 +52,18 @@ def test_golden(case: str, fmt: str, tmp_path: Path) -> None:
     assert produced == golden.read_text()
 
 
-def test_text_fits_100_columns_with_4_kernels_and_8_hosts(capsys: Any) -> None:
+def test_text_fits_100_columns_with_4_kernels_and_8_hosts(capsys: Any, tmp_path: Path) -> None:
     dests = [a for d in ("linux-6.12/10.2", "linux-7.0/10.0.2", "linux-7.0/10.1",
                          "linux-7.0/10.1.2", "linux-6.12/10.0", "linux-7.0/10.2",
                          "linux-6.18.y-seoib/10.2", "linux-6.12/10.0.2") for a in ("--dest", d)]
-    kernel = str(Path(__file__).parents[1] / "kvmglue" / "profiles" / "linux-7.0.json")
-    assert main(["matrix", "--kernel", kernel, "--source-kernel", "linux-7.0",
+    doc = json.loads((Path(__file__).parents[1] / "kvmglue" / "profiles" /
+                      "linux-7.0.json").read_text())
+    doc["name"] = "linux-7.0-local"
+    kernel = tmp_path / "linux-7.0-local.json"
+    kernel.write_text(json.dumps(doc))
+    kernels = [a for k in ("linux-6.12", "linux-6.18.y-seoib", "linux-7.0", str(kernel))
+               for a in ("--kernel", k)]
+    assert main(["matrix", *kernels, "--source-kernel", "linux-7.0",
                  "--include-removed", "--color", "never", *dests]) == 0
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 100
@@ -116,3 +122,51 @@ def test_output_file_is_written_atomically(tmp_path: Path) -> None:
     assert main([*MATRIX, "-o", str(target)]) == 0
     assert target.read_text().startswith("Machine types of QEMU 10.2")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.txt")]
+
+
+def test_matrix_legends_explain_only_what_is_shown(capsys: Any) -> None:
+    import re
+    from html.parser import HTMLParser
+
+    argv = ["matrix", "--since", "9.2", "--include-removed", "--source-kernel", "linux-7.0",
+            "--dest", "linux-6.12/10.2", "--color", "never"]
+    assert main([*argv, "--format", "html"]) == 0
+    page = capsys.readouterr().out
+
+    class Cells(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.where: list[str] = []
+            self.shown: list[str] = []
+            self.terms: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            self.where.append("inputs" if ("class", "inputs") in attrs else tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            self.where.pop()
+
+        def handle_data(self, data: str) -> None:
+            if not self.where:
+                return
+            if self.where[-1] == "dt" and "dl" in self.where:
+                self.terms.append(data)
+            elif {"th", "summary"} & set(self.where[-1:]) or self.where[-1] == "td":
+                self.shown.append(data)
+
+    cells = Cells()
+    cells.feed(page)
+    assert cells.terms and "K1" not in cells.terms and "quirk:c" not in cells.terms
+    for term in cells.terms:
+        assert any(term in text for text in cells.shown), term
+    # Machine names never wrap; QUIRKED has its own colour, not warn's yellow.
+    assert "tr.row td:first-child, th { white-space: nowrap; }" in page
+    colours = dict(re.findall(r"\.s-([\w-]+) \{ background: (#[0-9a-f]+); \}", page))
+    assert colours["quirked"] != colours["warn"]
+    assert main([*argv]) == 0
+    text = capsys.readouterr().out
+    table, _, legend = text.partition("\n\n    K1 ")
+    for line in ("    K1 " + legend).splitlines():
+        term = line.split()[0] if line[:8].strip() else None
+        if term and not line.startswith("        "):
+            assert term in table, term

@@ -161,11 +161,12 @@ def test_corrupt_and_foreign_streams(tmp_path: Path) -> None:
     # A section name changed on the wire no longer matches its description.
     at = good.index(b"x86-seoib-state")
     broken = good[:at] + b"X" + good[at + 1:]
-    assert "do not match the vmstate description" in _error(tmp_path, broken)
+    assert f"offset {at}: device section 'x86-seoib-state'" in _error(tmp_path, broken)
+    assert "does not match the vmstate description: its name reads" in _error(tmp_path, broken)
     # A description that lies about a size.
     text_at = good.rindex(b'"size": 4}')
-    assert "do not match" in _error(tmp_path, good[:text_at] + b'"size": 5}'
-                                    + good[text_at + 10:])
+    assert "does not match" in _error(tmp_path, good[:text_at] + b'"size": 5}'
+                                      + good[text_at + 10:])
     assert "empty.mig" in _error_named(tmp_path, "empty.mig", b"")
 
 
@@ -260,3 +261,91 @@ def test_loadvm_check_reads_the_snapshot_state(tmp_path: Path,
                  "--kernel", "linux-7.0"]) == 0
     assert "NOT_ADVERTISED -> RESPECTED on kernel linux-7.0: allowed" in \
         capsys.readouterr().out
+
+
+# -- what a stream shows about the accelerator (real KVM streams) ---------------
+
+async def _save_kvm(binary: str, args: list[str], out: Path) -> None:
+    async with QemuProcess(binary, [*args, "-m", "32", "-S", *BASE_ARGS]) as process:
+        await process.execute("migrate", {"uri": f"exec:cat > {out}"})
+        for _ in range(600):
+            status = (await process.execute("query-migrate")).get("status")
+            if status in ("completed", "failed", "cancelled"):
+                break
+            await asyncio.sleep(0.05)
+        assert status == "completed", status
+
+
+@pytest.mark.qemu
+@pytest.mark.kvm
+def test_a_kvm_split_stream_is_not_judged_as_tcg(qemu_binary: str, real_kvm: object,
+                                                 tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    split, tcg = tmp_path / "split.mig", tmp_path / "tcg.mig"
+    asyncio.run(_save_kvm(qemu_binary, ["-machine", "pc-q35-10.0", "-accel",
+                                        "kvm,kernel-irqchip=split"], split))
+    asyncio.run(_save(qemu_binary, ["-machine", "pc-q35-10.0"], tcg))
+    assert read_saved_state(str(split)).kvm_evidence == "its kvmclock section"
+    assert read_saved_state(str(tcg)).kvm_evidence is None
+    common = ["preflight", "--release", "10.0.2", "--dest", "linux-7.0/10.0.2"]
+    # KVM shows, the irqchip mode does not: asked for, and only that.
+    assert main([*common, "--state", str(split)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "saved by a KVM VM (its kvmclock section)" in err and "irqchip mode" in err
+    assert "no KVM LAPIC" not in err
+    assert main([*common, "--json", "--state", str(split), "--", "-accel",
+                 "kvm,kernel-irqchip=split"]) == 0
+    doc = json.loads(capsys.readouterr().out)["source"]
+    assert (doc["accel"], doc["kernel_irqchip"], doc["seoib"]["state"]) == \
+        ("kvm", "split", "QUIRKED")
+    # A KVM stream into TCG: QEMU refuses it ("Unknown savevm section ... 'kvmclock'").
+    assert main([*common, "--state", str(split), "--", "-accel", "tcg"]) == 2
+    assert "QEMU would refuse to load it" in capsys.readouterr().err
+    # A TCG stream is judged TCG, and the output says why.
+    assert main([*common, "--json", "--state", str(tcg)]) == 0
+    doc = json.loads(capsys.readouterr().out)["source"]
+    assert doc["accel"] == "tcg" and doc["seoib"]["state"] is None
+    assert "no kvmclock section" in doc["described_by"]
+
+
+def test_a_non_quirked_section_implies_a_split_irqchip(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    kvmclock = streamenc.Device("kvmclock", 0, 1, (streamenc.Field("clock", "uint64",
+                                                                   bytes(8)),))
+    path = _stream(tmp_path, seoib=SeoibState.RESPECTED.value,
+                   devices=(*streamenc.COMMON, kvmclock))
+    assert main(["preflight", "--json", "--source-host",
+                 "linux-7.0/10.2", "--dest", "linux-7.0/10.2", "--state", path]) == 0
+    doc = json.loads(capsys.readouterr().out)["source"]
+    assert (doc["accel"], doc["kernel_irqchip"], doc["seoib"]["state"]) == \
+        ("kvm", "split", "RESPECTED")
+    assert "kernel-irqchip=split from its x86-seoib-state" in doc["described_by"]
+
+
+@pytest.mark.qemu
+def test_a_corrupt_byte_is_reported_at_its_offset(real_streams: dict[str, tuple[str, Path]],
+                                                  tmp_path: Path) -> None:
+    """Each damaged header or footer byte of a real stream is named at its own offset."""
+    _, path = real_streams["q35"]
+    data = path.read_bytes()
+    saved = read_saved_state(str(path))
+    damaged = tmp_path / "damaged.mig"
+    checked = 0
+    for section in saved.sections:
+        if section.kind != "device" or section.size is None:
+            continue
+        name_len = len(section.name)
+        header = 6 + name_len + 8
+        for where in (0, 5, 6, 6 + name_len - 1, 6 + name_len, header - 1, section.size - 5):
+            offset = section.offset + where
+            copy = bytearray(data)
+            copy[offset] ^= 0xFF
+            damaged.write_bytes(copy)
+            with pytest.raises(StreamError) as err:
+                read_saved_state(str(damaged))
+            assert err.value.offset == offset, (section.name, where, str(err.value))
+            assert f"'{section.name}'" in str(err.value)
+            checked += 1
+    assert checked > 100

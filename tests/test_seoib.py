@@ -87,7 +87,7 @@ ROWS: list[tuple[Any, ...]] = [
      None, 0, False, False, False, ["no-kvm-lapic", "refused"], "needs KVM's in-kernel LAPIC"),
     ("10.2", "-M pc-q35-10.2", NEW, None, None, 0, False, False, False, ["no-kvm-lapic"], None),
     ("10.2", "-M pc-q35-10.2 -global kvm-accel.seoib-policy=not-advertised", NEW, None, None, 0,
-     False, False, False, ["refused"], "not KVM"),
+     False, False, False, ["refused"], "but this VM runs without KVM"),
     # x2APIC off in the guest CPU: the flag is still set, the guest sees nothing
     ("10.2", f"-M pc-q35-10.2 {SPLIT} -cpu qemu64,-x2apic", NEW, None, R, ENABLE, False, False,
      True, ["auto", "guest"], None),

@@ -441,8 +441,16 @@ async def _read_instances(session: QemuSession, qom: dict[str, Any], wanted: set
     return out
 
 
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
 async def _instances(binary: QemuCommand, timeout: float, machines: list[dict[str, Any]],
-                     qom: dict[str, Any], drivers: set[str]) -> dict[str, dict[str, Any]]:
+                     qom: dict[str, Any], drivers: set[str], progress: Progress = _quiet
+                     ) -> dict[str, dict[str, Any]]:
     """What objects look like once QEMU created them, on machines that add nothing.
 
     Many properties get their value in instance_init or realize (CPU model
@@ -465,6 +473,7 @@ async def _instances(binary: QemuCommand, timeout: float, machines: list[dict[st
     out: dict[str, dict[str, Any]] = {}
     devices = [a for d in INSTANCE_DEVICES for a in ("-device", d)]
     for host in sorted(newest.values()):
+        progress(f"devices as created on {host}")
         args = ("-machine", host, "-accel", "tcg", "-S", *devices, *BASE_ARGS)
         async with QemuProcess(binary, args, timeout=timeout) as process:
             found = await _read_instances(QemuSession(process), qom, None, set(entries[host]))
@@ -475,8 +484,9 @@ async def _instances(binary: QemuCommand, timeout: float, machines: list[dict[st
     clean = next((n for n in sorted(newest.values()) if not entries[n]), None)
     cpus = {str(m["default-cpu-type"]) for m in machines if m.get("default-cpu-type")}
     cpus |= {d for d in drivers if d in types and not types[d][1] and d.endswith("-x86_64-cpu")}
-    for cpu_type in sorted(cpus) if clean else []:
+    for n, cpu_type in enumerate(sorted(cpus) if clean else [], 1):
         model = cpu_type.removesuffix("-x86_64-cpu")
+        progress(f"CPU model {model} ({n}/{len(cpus)})")
         args = ("-machine", str(clean), "-accel", "tcg", "-S", "-cpu", model, *BASE_ARGS)
         process = QemuProcess(binary, args, timeout=timeout)
         try:
@@ -511,8 +521,9 @@ async def describe(session: QemuSession, relaunch: Relaunch | None = None,
             "drivers": drivers}
 
 
-async def _query(binary: QemuCommand, timeout: float, drivers: Iterable[str] = ()
-                 ) -> dict[str, Any]:
+async def _query(binary: QemuCommand, timeout: float, drivers: Iterable[str] = (),
+                 progress: Progress = _quiet) -> dict[str, Any]:
+    progress("machine types and QOM properties")
     async with contextlib.AsyncExitStack() as stack:
         async def launch() -> QemuSession:
             process = QemuProcess(binary, IMPORT_ARGS, timeout=timeout)
@@ -524,27 +535,31 @@ async def _query(binary: QemuCommand, timeout: float, drivers: Iterable[str] = (
         "version", "package", "machines", "qom", "drivers"))
     parents = {n: v[0] for n, v in qom["types"].items()}
     abstract = {n for n, v in qom["types"].items() if v[1]}
-    qom["instances"] = share_up(await _instances(binary, timeout, machines, qom, named),
+    qom["instances"] = share_up(await _instances(binary, timeout, machines, qom, named,
+                                                 progress),
                                 parents, abstract, keep_empty=True)
     return {"version": version, "package": package, "machines": machines, "qom": qom}
 
 
 def import_build(qemu: str | QemuCommand, source: Path | None = None, timeout: float = 20.0,
-                 command: Sequence[str] = (), known: Sequence[Path] = ()) -> dict[str, Any]:
+                 command: Sequence[str] = (), known: Sequence[Path] = (),
+                 progress: Progress = _quiet) -> dict[str, Any]:
     """Everything the data file holds, read from ``qemu`` (and ``source``).
 
     ``source`` is a QEMU source tree or a source-arrays file of the same
     version (``python -m machines.compat.csource``); ``known`` are such files
-    (or imports) of other versions, used only to name arrays.
+    (or imports) of other versions, used only to name arrays.  ``progress``
+    hears each step as it starts (a run takes 5-15 s).
     """
     binary = QemuCommand.of(qemu)
     arrays = options = None
     if source is not None:
         arrays, options = load_source(source)
     names = load_known(known)
+    progress(f"{binary.name} -machine help")
     listing = _machine_help(binary, timeout)
     drivers = {e[0] for t in (arrays or {}).get("tables", {}).values() for e in t}
-    raw = asyncio.run(_query(binary, timeout, drivers))
+    raw = asyncio.run(_query(binary, timeout, drivers, progress))
     return assemble(binary.name, listing, raw, arrays, options, command, names)
 
 

@@ -182,16 +182,16 @@ def decide(inputs: SeoibInputs, kernel: KernelCaps) -> SeoibDecision:
         trace("seoib-unaware", f"QEMU {inputs.qemu} has no seoib-policy: it never sets the "
                                "SEOIB flags and cannot load an x86-seoib-state section")
     if not kvm_lapic:
-        why = "not KVM" if not inputs.kvm else "kernel-irqchip=off"
-        trace("no-kvm-lapic", f"{why}: KVM's LAPIC is not used, there is no SEOIB state")
+        why = "without KVM" if not inputs.kvm else "with kernel-irqchip=off"
+        trace("no-kvm-lapic", f"runs {why}: KVM's LAPIC is not used, there is no SEOIB state")
         if inputs.policy in ("respected", "not-advertised") and _explicit(inputs):
             return _done(inputs, kernel, trace, None,
                          f"seoib-policy={inputs.policy} needs KVM's in-kernel LAPIC "
-                         f"(kernel-irqchip=on or split), but this VM runs with {why}")
+                         f"(kernel-irqchip=on or split), but this VM runs {why}")
         if inputs.incoming and inputs.stream_state not in (None, SeoibState.QUIRKED):
             return _done(inputs, kernel, trace, None,
                          f"the stream's {SECTION} is {inputs.stream_state.name}, but this "
-                         f"VM runs with {why}: only QUIRKED can be loaded")
+                         f"VM runs {why}: only QUIRKED can be loaded")
         return _done(inputs, kernel, trace, None)
     trace("kvm-lapic", f"KVM LAPIC with kernel-irqchip={inputs.kernel_irqchip}"
                        f" ({'in-kernel' if inputs.kernel_irqchip == 'on' else 'userspace'} "
