@@ -11,6 +11,7 @@ import re
 import subprocess
 
 _VERSION = re.compile(r"QEMU emulator version (\d+\.\d+\.\d+)")
+_PROGRAM = re.compile(r"^qemu-(system-(x86_64|i386)|kvm)$")
 TIMEOUT = 10.0
 
 
@@ -18,6 +19,9 @@ def emulator_version(path: str, timeout: float = TIMEOUT) -> tuple[str | None, s
     """``(version, "")``, or ``(None, why not)``; never raises."""
     if not os.path.isabs(path):
         return None, f"{path} is not an absolute path"
+    if not _PROGRAM.match(os.path.basename(path)):
+        # Only a QEMU is run: a domain file must not make this tool execute anything else.
+        return None, f"{path} is not named like a QEMU x86 binary"
     if not os.access(path, os.X_OK):
         return None, f"{path} is not an executable on this host"
     try:

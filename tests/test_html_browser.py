@@ -82,3 +82,31 @@ def test_matrix_page_in_chromium(browser: Any, tmp_path: Path) -> None:
     shot = OUTPUT / "matrix.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_matrix_names_on_one_line_and_quirked_has_its_colour(browser: Any,
+                                                             tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    page = tmp_path / "narrow.html"
+    assert main([*MATRIX, "--format", "html", "-o", str(page)]) == 0
+    browser.set_window_size(500, 900)  # narrow: a wrapping name would break here
+    try:
+        browser.get(page.as_uri())
+        cells = browser.find_elements(By.CSS_SELECTOR, "table#matrix tr.row td:first-child")
+        assert cells
+        for cell in cells:
+            lines = browser.execute_script(
+                "const r = document.createRange(); r.selectNodeContents(arguments[0]);"
+                "return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size;",
+                cell)
+            assert lines == 1, (cell.text, lines)
+        colour = browser.execute_script(
+            "const out = {}; for (const s of ['quirked', 'warn']) {"
+            "  const td = document.createElement('td'); td.className = 's-' + s;"
+            "  document.querySelector('table#matrix tr.row').appendChild(td);"
+            "  out[s] = getComputedStyle(td).backgroundColor; td.remove(); }"
+            "return out;")
+        assert colour["quirked"] != colour["warn"], colour
+    finally:
+        browser.set_window_size(1400, 1000)

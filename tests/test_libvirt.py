@@ -211,3 +211,19 @@ def test_registry_maps_an_emulator_version_to_a_build() -> None:
     assert build_for_version("10.1.2") == "10.1.2"
     assert build_for_version("9.2.0") is None
     assert build_for_version("10.0.2 (Debian)") is None
+
+
+def test_only_a_qemu_binary_is_run_for_its_version(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A domain file naming another program as <emulator> does not get it executed."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "not-qemu"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\necho 'QEMU emulator version 10.0.2'\n")
+    script.chmod(0o755)
+    xml = tmp_path / "odd.xml"
+    xml.write_text("<domain type='kvm'><os><type arch='x86_64' machine='q35'>hvm</type></os>"
+                   f"<devices><emulator>{script}</emulator></devices></domain>")
+    _, doc = _preflight(capsys, "--libvirt", str(xml), "--dest", "linux-7.0/10.2",
+                        "--source-state", "QUIRKED")
+    assert not marker.exists()
+    assert "is not named like a QEMU x86 binary" in doc["source"]["qemu_why"]
