@@ -76,15 +76,15 @@ _X86_DRIVERS = re.compile(
 class Fix:
     """The compat entry that would close a gap, as QEMU's C source writes it."""
 
-    driver: str
-    property: str
-    value: str
-    array: str  # hw_compat_X_Y or pc_compat_X_Y
-    why_array: str
-
     @property
     def c(self) -> str:
         return f'{{ "{self.driver}", "{self.property}", "{self.value}" }},'
+
+    driver: str
+    property: str  # declared after the method: the name shadows the builtin below it
+    value: str
+    array: str  # hw_compat_X_Y or pc_compat_X_Y
+    why_array: str
 
 
 @frozen
@@ -311,7 +311,8 @@ def _same_change(qo: QomTypes, qn: QomTypes, parent: str, prop: str,
 def _show(info: PropertyInfo) -> str:
     if not info.has_default:
         return f"({info.type}, no default listed)"
-    return f"{_fmt(info.default)} ({info.type}{', set by the object' if info.default_origin == 'instance' else ''})"
+    how = ", set by the object" if info.default_origin == "instance" else ""
+    return f"{_fmt(info.default)} ({info.type}{how})"
 
 
 def _fmt(value: Value | None) -> str:
@@ -354,7 +355,8 @@ def classify(qom: QomTypes, typename: str, prop: str, info: PropertyInfo | None
     if not (is_device or is_machine):
         top = next((a for a in ("accel", "chardev", "netfilter", "memory-backend", "object")
                     if typename in qom and qom.is_a(typename, a)), "object")
-        return HOST, f"{typename} is not a device, CPU or machine (a {top}): the guest never sees it"
+        return HOST, (f"{typename} is not a device, CPU or machine (a {top}): "
+                      "the guest never sees it")
     if kind.startswith("link<") or prop in _BACKEND_PROPS:
         return HOST, f"'{prop}' names a host backend, not hardware"
     if prop.startswith("x-"):
@@ -449,7 +451,8 @@ def find_gaps(old: Build, new: Build) -> GapReport:
             _concrete(new.qom, typename, prop), fix))
     return GapReport(old.name, new.name, old.version_text, new.version_text,
                      tuple(m.name for m, _ in machines), tuple(gaps), tuple(news),
-                     tuple(restored), tuple(_grouped(skipped)), tuple(useless_entries(new, [n for _, n in machines])))
+                     tuple(restored), tuple(_grouped(skipped)),
+                     tuple(useless_entries(new, [n for _, n in machines])))
 
 
 def _grouped(skipped: Sequence[Skipped]) -> list[Skipped]:
