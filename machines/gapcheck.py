@@ -121,7 +121,7 @@ async def _confirm_one(gap: Gap, old: Build, new: Build, commands: tuple[QemuCom
                                                           timeout)))
             except (LookupError, QmpCommandError) as err:
                 return None, f"QEMU {build.name} on {machine}: {err}"
-    (o_name, o_how, o_val), (n_name, n_how, n_val) = readings
+    (o_name, o_how, o_val), (n_name, _, n_val) = readings
     said = (f"{machine}, {o_how}: QEMU {o_name} reads {o_val!r}, QEMU {n_name} reads "
             f"{n_val!r} ({gap.typename}.{gap.prop})")
     if _same(o_val, n_val):
