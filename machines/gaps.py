@@ -257,7 +257,7 @@ def _candidates(old: Build, new: Build, machines: Sequence[tuple[type[MachineTyp
             if _aliased(qn, typename, prop):
                 continue  # a virtio proxy's alias: the backend device's own row decides
             if before is None:
-                if _static(info) and info.default not in NEUTRAL and typename not in qn.abstract:
+                if _static(info) and not _neutral(info.default) and typename not in qn.abstract:
                     found[(typename, prop)] = "new"
                 continue
             if _same(before.default, info.default) and before.has_default == info.has_default:
@@ -283,6 +283,13 @@ def _candidates(old: Build, new: Build, machines: Sequence[tuple[type[MachineTyp
             if _static(_info(qo, *key)) and _static(_info(qn, *key)):
                 found[key] = "compat"
     return found, skipped
+
+
+def _neutral(value: object) -> bool:
+    """A default that means "nothing new" (off, zero, empty, auto)."""
+    if isinstance(value, (list, dict)):
+        return not value
+    return any(type(value) is type(n) and value == n for n in NEUTRAL) or value is None
 
 
 def _aliased(qom: QomTypes, typename: str, prop: str) -> bool:
