@@ -273,8 +273,9 @@ def _candidates(old: Build, new: Build, machines: Sequence[tuple[type[MachineTyp
             found[(typename, prop)] = "changed"
     for why, cpus in cpu_rows.items():
         props = sorted(cpu_props[why])
-        skipped.append(Skipped("CPU models (*-x86_64-cpu)", f"{len(props)} properties",
-                               f"e.g. {props[0]}", f"{len(cpus)} models", why, len(cpus)))
+        skipped.append(Skipped(f"{len(cpus)} CPU type{'' if len(cpus) == 1 else 's'}",
+                               f"{len(props)} propert{'y' if len(props) == 1 else 'ies'}",
+                               f"e.g. {props[0]}", f"e.g. {sorted(cpus)[0]}", why))
     for mo, mn in machines:
         for cp in (*mo.compat_props(), *mn.compat_props()):
             key = (cp.driver, cp.property)

@@ -161,7 +161,9 @@ def tables(report: GapReport) -> list[Table]:
         columns=("Type", "Property", "Old default", "New default", "Restored by"),
         short=("Type", "Property", "Old", "New", "Restored by"),
         rows=tuple((Cell(r.typename), Cell(r.prop), Cell(_v(r.old_default)),
-                    Cell(_v(r.new_default)), Cell(", ".join(r.by) or "-"))
+                    Cell(_v(r.new_default)),
+                    Cell(", ".join(b.split(" ", 1)[0] for b in r.by) or "-", "",
+                         ", ".join(r.by), ", ".join(r.by) or "-"))
                    for r in report.restored),
     )
     useless = Table(
@@ -170,7 +172,7 @@ def tables(report: GapReport) -> list[Table]:
         short=("Array", "Entry", "Kind", "Why"),
         rows=tuple((Cell(f"{u.table}[{u.entry}]"),
                     Cell(f'{{ "{u.driver}", "{u.prop}", "{u.value}" }}'), Cell(u.kind),
-                    Cell(u.reason[:60] + ("..." if len(u.reason) > 60 else ""), "", u.reason,
+                    Cell(_cut(u.reason, 40), "", u.reason,
                          u.reason))
                    for u in report.useless),
     )
@@ -180,7 +182,7 @@ def tables(report: GapReport) -> list[Table]:
         short=("Type", "Property", "Old", "New", "Why"),
         rows=tuple((Cell(s.typename + (f" (+{s.types - 1} more)" if s.types > 1 else "")),
                     Cell(s.prop), Cell(_cut(s.old)), Cell(_cut(s.new)),
-                    Cell(_cut(s.reason, 50), "", s.reason, s.reason))
+                    Cell(_cut(s.reason, 36), "", s.reason, s.reason))
                    for s in report.skipped),
     )
     return [gaps, news, restored, useless, skipped]
