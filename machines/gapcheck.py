@@ -111,7 +111,7 @@ async def _confirm_one(gap: Gap, old: Build, new: Build, commands: tuple[QemuCom
                        ) -> tuple[bool | None, str]:
     device = stand_in(new, gap.typename, gap.prop)
     if device is None or device not in old.qom:
-        return None, "no concrete type of both builds to create"
+        return None, "could not check: no concrete type of both builds to create"
     # The newest affected type of each family: a chipset device lives on one only.
     families: dict[str, str] = {}
     for name in gap.machines:
@@ -129,7 +129,7 @@ async def _confirm_one(gap: Gap, old: Build, new: Build, commands: tuple[QemuCom
                     break
         if len(readings) == 2:
             return _verdict(gap, machine, readings)
-    return None, "; ".join(failures)
+    return None, "could not check: " + "; ".join(failures)
 
 
 def _verdict(gap: Gap, machine: str, readings: list[tuple[str, str, Any]]

@@ -563,5 +563,8 @@ def with_confirmations(report: GapReport, results: Mapping[tuple[str, str], tupl
         hit = results.get((gap.typename, gap.prop))
         if hit is not None:
             gap = evolve(gap, confirmed=hit[0], evidence=hit[1])
+        elif gap.verdict != GUEST:
+            gap = evolve(gap, evidence=f"not read back: a {gap.verdict} gap (--confirm proves "
+                                      "guest-visible ones)")
         gaps.append(gap)
     return evolve(report, gaps=tuple(gaps), confirmed_with=tuple(commands))

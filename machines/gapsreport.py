@@ -55,7 +55,7 @@ def _machines(names: tuple[str, ...]) -> str:
 
 def _confirmation(gap: Gap) -> str:
     if gap.confirmed is None:
-        return "not checked" if not gap.evidence else f"could not check: {gap.evidence}"
+        return gap.evidence or "not checked (--confirm reads guest-visible gaps back)"
     return ("confirmed: " if gap.confirmed else "disproved: ") + gap.evidence
 
 
