@@ -50,16 +50,39 @@ def command_for(build: Build, override: str | None) -> QemuCommand:
     return QemuCommand.chroot(root)
 
 
-def stand_in(build: Build, typename: str, prop: str) -> str | None:
-    """A concrete type to create for ``typename`` (itself when concrete)."""
+def stand_ins(build: Build, typename: str, prop: str, limit: int = 3) -> list[str]:
+    """Types to create for ``typename``, most likely to start first.
+
+    Itself when concrete; else concrete subtypes that show ``prop``.  A virtio
+    backend device (``virtio-gpu-device``) needs a bus: its PCI proxy
+    (``virtio-gpu-pci``) is created instead, which shows the backend's
+    properties through aliases.  Preferred: common devices, then PCI devices
+    that need no host backend (no vhost, vfio or vhost-user).
+    """
     qom = build.qom
     if typename not in qom:
-        return None
-    if typename not in qom.abstract:
-        return typename
-    subs = [t for t in qom.subtypes(typename)
-            if t not in qom.abstract and prop in qom.properties(t)]
-    return next((t for t in PREFERRED if t in subs), subs[0] if subs else None)
+        return []
+    found = [typename] if typename not in qom.abstract else [
+        t for t in qom.subtypes(typename) if t not in qom.abstract and prop in qom.properties(t)]
+    proxies: dict[str, list[str]] = {}
+    for candidate in qom.subtypes("virtio-pci"):
+        backend = qom.proxy_backend(candidate)
+        if backend is not None:
+            proxies.setdefault(backend, []).append(candidate)
+    creatable: list[str] = []
+    for t in found:
+        if qom.is_a(t, "virtio-device") and t in proxies:
+            creatable += proxies[t]
+        else:
+            creatable.append(t)
+
+    def rank(t: str) -> tuple[int, str]:
+        if t in PREFERRED:
+            return 0, f"{PREFERRED.index(t):03}"
+        hostless = not any(w in t for w in ("vhost", "vfio", "user", "transitional"))
+        return (1 if hostless and t.endswith("-pci") else 2 if hostless else 3), t
+
+    return sorted(dict.fromkeys(creatable), key=rank)[:limit]
 
 
 async def _read(command: QemuCommand, machine: str, device: str, prop: str, timeout: float
@@ -109,15 +132,15 @@ def _same(a: Any, b: Any) -> bool:
 async def _confirm_one(gap: Gap, old: Build, new: Build, commands: tuple[QemuCommand,
                        QemuCommand], timeout: float, gate: asyncio.Semaphore
                        ) -> tuple[bool | None, str]:
-    device = stand_in(new, gap.typename, gap.prop)
-    if device is None or device not in old.qom:
+    devices = [d for d in stand_ins(new, gap.typename, gap.prop) if d in old.qom]
+    if not devices:
         return None, "could not check: no concrete type of both builds to create"
     # The newest affected type of each family: a chipset device lives on one only.
     families: dict[str, str] = {}
     for name in gap.machines:
         families.setdefault(name.rsplit("-", 1)[0], name)
     failures = []
-    for machine in families.values():
+    for machine, device in ((m, d) for m in families.values() for d in devices):
         readings = []
         for build, command in zip((old, new), commands, strict=True):
             async with gate:
