@@ -448,6 +448,10 @@ def _cmd_gaps(args: argparse.Namespace) -> int:
     old, new = get_build(args.old), get_build(args.new)
     if old.name == new.name:
         raise UsageError(f"gaps: --old and --new are the same build ({old.name})")
+    if old.version > new.version:
+        raise UsageError(f"gaps: --old {old.name} is newer than --new {new.name}")
+    if not args.timeout > 0:
+        raise UsageError("gaps: --timeout must be a positive number of seconds")
     report = find_gaps(old, new)
     if args.confirm:
         from machines.gapcheck import command_for, confirm

@@ -109,10 +109,15 @@ def test_cli_formats_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "pvpanic-pci" in page and "http://" not in page and "https://" not in page
     assert main(["gaps", "--old", "10.0.2", "--new", "11.1.3"]) == 0
     assert "x-igd-opregion" in capsys.readouterr().out
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text('{"schema": "machines/qemu-build/v1", "qemu": 3}')
     for argv in (["gaps", "--old", "7.2"], ["gaps", "--old", "7.2", "--new", "nope"],
                  ["gaps", "--old", "7.2", "--new", "7.2.22"],
                  ["gaps", "--old", "7.2", "--new", "10.0.2", "--old-qemu", "x"],
-                 ["gaps", "--old", "7.2", "--new", "10.0.2", "--format", "csv"]):
+                 ["gaps", "--old", "7.2", "--new", "10.0.2", "--format", "csv"],
+                 ["gaps", "--old", "10.0.2", "--new", "7.2"],
+                 ["gaps", "--old", "7.2", "--new", "10.0.2", "--confirm", "--timeout", "0"],
+                 ["gaps", "--old", "7.2", "--new", str(garbage)]):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
@@ -143,6 +148,19 @@ def test_confirm_7_2_to_10_0_2(private_tmp: Path) -> None:
     proven = with_confirmations(report, found, [("7.2", commands[0].name)])
     assert all(g.confirmed for g in proven.gaps if g.verdict == GUEST)
     assert list(private_tmp.iterdir()) == []  # every socket directory removed
+
+
+@pytest.mark.qemu
+def test_confirm_5_2_to_10_0_13_through_virtio_proxies() -> None:
+    """Gaps on virtio backends are read through the PCI proxy QEMU aliases them on."""
+    old, new = get_build("5.2"), get_build("10.0.13")
+    report = find_gaps(old, new)
+    found = confirm(report, old, new, (zoo_command("5.2"), zoo_command("10.0.13")))
+    assert {("virtio-gpu-base", "xres"), ("virtio-device", "use-disabled-flag"),
+            ("pvpanic", "events")} <= set(found)
+    for ok, evidence in found.values():
+        assert ok is True, evidence
+    assert "-device virtio-gpu-pci" in found[("virtio-gpu-base", "xres")][1]
 
 
 @pytest.mark.qemu
