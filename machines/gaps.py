@@ -194,6 +194,11 @@ def _parse(info: PropertyInfo | None, text: str) -> Value:
 
 
 def _same(a: Value | None, b: Value | None) -> bool:
+    """Equal as the guest would see it: a bool property that became on/off/auto
+    (OnOffAuto) keeps its meaning, so ``True`` and ``"on"`` are the same."""
+    pair = (a, b) if isinstance(a, bool) else (b, a)
+    if isinstance(pair[0], bool) and isinstance(pair[1], str):
+        return pair[1] in (("on", "true", "yes") if pair[0] else ("off", "false", "no"))
     return type(a) is type(b) and a == b
 
 
@@ -457,10 +462,32 @@ def find_gaps(old: Build, new: Build) -> GapReport:
             typename, prop, info_new.type if info_new else "", old_value, new_value,
             d_old, d_new, tuple(m for m, _, _ in affected), verdict, reason, kind,
             _concrete(new.qom, typename, prop), fix))
+    gaps, aliases = _drop_aliases(new.qom, gaps)
+    skipped += aliases
     return GapReport(old.name, new.name, old.version_text, new.version_text,
                      tuple(m.name for m, _ in machines), tuple(gaps), tuple(news),
                      tuple(restored), tuple(_grouped(skipped)),
                      tuple(useless_entries(new, [n for _, n in machines])))
+
+
+def _drop_aliases(qom: QomTypes, gaps: list[Gap]) -> tuple[list[Gap], list[Skipped]]:
+    """Rows that repeat a virtio backend's gap through an alias (``virtio-vga-base.xres``
+    shows ``virtio-gpu-base.xres``: virtio-vga creates a virtio-gpu device and aliases
+    its properties, so an entry for the backend reaches it)."""
+    backends = {(g.prop, repr(g.old), repr(g.new), g.machines): g for g in gaps
+                if g.typename in qom and qom.is_a(g.typename, "virtio-device")}
+    kept: list[Gap] = []
+    dropped: list[Skipped] = []
+    for g in gaps:
+        twin = backends.get((g.prop, repr(g.old), repr(g.new), g.machines))
+        if (twin is not None and twin is not g and g.typename.startswith(("virtio-", "vhost-"))
+                and not qom.is_a(g.typename, "virtio-device")):
+            dropped.append(Skipped(g.typename, g.prop, _fmt(g.old), _fmt(g.new),
+                                   f"the same change as {twin.typename}.{g.prop}, seen "
+                                   "through the alias to the virtio device it creates"))
+        else:
+            kept.append(g)
+    return kept, dropped
 
 
 def _grouped(skipped: Sequence[Skipped]) -> list[Skipped]:
