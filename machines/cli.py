@@ -523,6 +523,32 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gaps(args: argparse.Namespace) -> int:
+    from machines import gapsreport
+    from machines.gaps import find_gaps, with_confirmations
+    from machines.registry import get_build
+
+    if (args.old_qemu or args.new_qemu or args.only) and not args.confirm:
+        raise UsageError("gaps: --old-qemu, --new-qemu and --only need --confirm")
+    old, new = get_build(args.old), get_build(args.new)
+    if old.name == new.name:
+        raise UsageError(f"gaps: --old and --new are the same build ({old.name})")
+    if old.version > new.version:
+        raise UsageError(f"gaps: --old {old.name} is newer than --new {new.name}")
+    if not args.timeout > 0:
+        raise UsageError("gaps: --timeout must be a positive number of seconds")
+    report = find_gaps(old, new)
+    if args.confirm:
+        from machines.gapcheck import command_for, confirm
+
+        commands = (command_for(old, args.old_qemu), command_for(new, args.new_qemu))
+        found = confirm(report, old, new, commands, timeout=args.timeout, only=args.only)
+        report = with_confirmations(report, found, [(old.name, commands[0].name),
+                                                    (new.name, commands[1].name)])
+    _emit(args, gapsreport.render(report, args.format, _use_color(args)))
+    return 0
+
+
 def _cmd_matrix(args: argparse.Namespace) -> int:
     from kvmglue.profile import shipped, shipped_names
     from machines import matrix
@@ -700,6 +726,26 @@ def _sub_matrix(sub: Any) -> None:
     p.set_defaults(func=_cmd_matrix)
 
 
+def _sub_gaps(sub: Any) -> None:
+    p = sub.add_parser("gaps", help="defaults that changed between two builds with no compat "
+                                    "entry for the old machine types")
+    p.add_argument("--old", required=True, metavar="BUILD", help="the older build (e.g. 7.2)")
+    p.add_argument("--new", required=True, metavar="BUILD", help="the newer build (e.g. 10.0.2)")
+    p.add_argument("--confirm", action="store_true",
+                   help="read each guest-visible gap back from both binaries (qom-get)")
+    p.add_argument("--old-qemu", metavar="COMMAND", help="binary for --old (default: the "
+                   "host's QEMU for 10.0.2, the zoo chroot for 5.2/7.2/10.0.13/11.1.3)")
+    p.add_argument("--new-qemu", metavar="COMMAND", help="binary for --new (as --old-qemu)")
+    p.add_argument("--only", action="append", default=[], metavar="TYPE.PROP",
+                   help="with --confirm: check only these gaps (repeatable)")
+    p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="per QEMU started")
+    p.add_argument("--format", choices=("text", "md", "json", "html"), default="text")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.set_defaults(func=_cmd_gaps)
+
+
 def _sub_import(sub: Any) -> None:
     p = sub.add_parser("import", help="read a real QEMU binary into a build data file")
     p.add_argument("--qemu", metavar="COMMAND",
@@ -744,6 +790,7 @@ _SUBCOMMANDS = {
     "loadvm-check": _sub_loadvm_check,
     "compare": _sub_compare,
     "matrix": _sub_matrix,
+    "gaps": _sub_gaps,
     "import": _sub_import,
     "inspect": _sub_inspect,
     "probe": _sub_probe,

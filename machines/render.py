@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from attrs import field, frozen
 
@@ -174,14 +174,33 @@ dl.inputs dd { margin-left: 1.5em; font-family: monospace; font-size: 0.85em; }
 
 
 def to_html(table: Table) -> str:
+    return to_html_page(table.title, (table,))
+
+
+def to_html_page(title: str, tables: Sequence[Table],
+                 statuses: Mapping[str, tuple[str, str, str]] | None = None) -> str:
+    """One self-contained page: the first table under the page title, each later one
+    under its own heading (the gaps report shows several).  ``statuses`` adds
+    cell statuses of the caller's own (name -> ANSI colour, background, meaning)."""
     e = html.escape
     out = io.StringIO()
+    known = {**STATUSES, **(statuses or {})}
     styles = "\n".join(f".s-{name} {{ background: {colors[1]}; }}"
-                       for name, colors in STATUSES.items() if name and colors[1])
+                       for name, colors in known.items() if name and colors[1])
     out.write("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
-    out.write(f"<title>{e(table.title)}</title>\n<style>{_CSS}{styles}\n</style>\n</head>\n<body>\n")
+    out.write(f"<title>{e(title)}</title>\n<style>{_CSS}{styles}\n</style>\n</head>\n<body>\n")
+    for n, table in enumerate(tables):
+        _html_table(out, table, "h1" if n == 0 else "h2", "matrix" if n == 0 else f"table{n}",
+                    known)
+    out.write("</body>\n</html>\n")
+    return out.getvalue()
+
+
+def _html_table(out: io.StringIO, table: Table, heading: str, table_id: str,
+                statuses: Mapping[str, tuple[str, str, str]]) -> None:
+    e = html.escape
     shown = [i for i in range(len(table.columns)) if i != table.group_by]
-    out.write(f"<h1>{e(table.title)}</h1>\n<table id=\"matrix\">\n<thead><tr>")
+    out.write(f"<{heading}>{e(table.title)}</{heading}>\n<table id=\"{table_id}\">\n<thead><tr>")
     for i in shown:
         out.write(f"<th>{e(table.columns[i])}</th>")
     out.write("</tr></thead>\n<tbody>\n")
@@ -208,9 +227,9 @@ def to_html(table: Table) -> str:
     used = {c.status for r in table.rows for c in r if c.status}
     if used or table.full_legend:
         out.write("<h2>Legend</h2>\n<p class=\"legend\">")
-        for name in STATUSES:
+        for name in statuses:
             if name in used:
-                out.write(f"<span class=\"s-{e(name)}\">{e(name)}: {e(STATUSES[name][2])}</span>")
+                out.write(f"<span class=\"s-{e(name)}\">{e(name)}: {e(statuses[name][2])}</span>")
         out.write("</p>\n")
         if table.full_legend:
             out.write("<dl>")
@@ -224,5 +243,3 @@ def to_html(table: Table) -> str:
         for name, value in table.inputs:
             out.write(f"<dt>{e(name)}</dt><dd>{e(value)}</dd>")
         out.write("</dl>\n")
-    out.write("</body>\n</html>\n")
-    return out.getvalue()
