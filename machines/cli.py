@@ -31,6 +31,24 @@ def _add_release(p: argparse.ArgumentParser) -> None:
                         "the imported 10.0.2, or a file written by 'machines import'")
 
 
+def _add_seoib(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seoib", metavar="DESIGN",
+                   help="lay one of the SEOIB RFC's designs over the build: none (default: what "
+                        "every real QEMU does), rfc-v2, gated[:VERSION], opt-in")
+
+
+def _get_build(args: argparse.Namespace, release: str | None = None) -> Any:
+    """--release with --seoib laid over it (a release may also be named BUILD+DESIGN)."""
+    from machines.registry import get_build
+
+    build = get_build(release if release is not None else args.release)
+    if getattr(args, "seoib", None) is not None:
+        from machines.i386.designs import overlay, parse_design
+
+        build = overlay(build, parse_design(args.seoib))
+    return build
+
+
 def _add_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="text")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically)")
@@ -65,8 +83,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 _OURS_WITH_VALUE = {
-    "resolve": {"--device", "--release", "--build", "--cmdline", "--kernel", "--stream-state"},
-    "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--cmdline",
+    "resolve": {"--device", "--release", "--build", "--cmdline", "--kernel", "--stream-state",
+                "--seoib"},
+    "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--seoib",
+                  "--cmdline",
                   "--libvirt", "--qmp", "--source-state", "--state", "--fleet", "--hosts", "-o",
                   "--output"},
 }
@@ -103,7 +123,6 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines.config import configure
     from machines.i386.ioapic import ioapic
     from machines.options import parse_args, split_command_line
-    from machines.registry import get_build
     from machines.resolve import Resolver
 
     binary = None
@@ -111,7 +130,7 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
         if qemu_args:
             raise UsageError("give QEMU arguments or --cmdline, not both")
         binary, qemu_args = split_command_line(args.cmdline)
-    build = get_build(args.release)
+    build = _get_build(args)
     config = configure(build, parse_args(qemu_args, binary))
     resolver = Resolver(config)
     resolver.check_accel()  # unknown or bad -accel properties fail here, as in QEMU
@@ -218,7 +237,6 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines.kernels import caps, kernel_profile
     from machines.options import parse_args
     from machines.preflight import exit_code, judge_all, source_from
-    from machines.registry import get_build
     from machines.resolve import Resolver
 
     if args.fleet is not None or args.hosts is not None:
@@ -226,7 +244,10 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if not args.dest:
         raise UsageError("give at least one --dest HOST")
     opts, (source_host, release), described = _preflight_source(args, qemu_args)
-    build = source_host.build if source_host else get_build(release)
+    if source_host is not None and args.seoib is not None:
+        raise UsageError("--source-host names the source's design already (KERNEL/QEMU+DESIGN); "
+                         "drop --seoib")
+    build = source_host.build if source_host else _get_build(args, release)
     saved = None
     if args.state is not None:
         from machines.savevm import read_saved_state
@@ -341,20 +362,30 @@ def _cmd_loadvm_check(args: argparse.Namespace) -> int:
 
         saved = read_saved_state(args.state)
         snapshot, machine = saved.effective_seoib, saved.machine
-    results = [(p.name, check_restore(current, snapshot, caps(p), args.irqchip))
+    from machines.i386.designs import parse_design
+
+    design = parse_design(args.seoib or "none").name
+    if design == "none" and current is not SeoibState.QUIRKED:
+        raise UsageError(f"--current {current.name}: a VM of a QEMU without SEOIB code (--seoib "
+                         "none) is always QUIRKED; name the design it runs with --seoib")
+    results = [(p.name, check_restore(current, snapshot, caps(p), args.irqchip, design))
                for p in kernel_profiles(args.kernel)]
     if args.json:
         report.print_json({
             "schema": "machines/loadvm-check/v1",
+            "seoib_design": design,
             "current": current.name, "snapshot": snapshot.name,
             "snapshot_file": args.state, "snapshot_machine": machine,
             "kernels": {name: {"allowed": r.allowed, "x2apic_api_flags": r.flags,
-                               "reason": r.reason, "fix": r.fix} for name, r in results},
+                               "reason": r.reason, "fix": r.fix, "warning": r.warning,
+                               "aborts": r.aborts} for name, r in results},
         })
     else:
         for name, r in results:
-            verdict = "allowed" if r.allowed else "refused"
+            verdict = "allowed" if r.allowed else "QEMU aborts" if r.aborts else "refused"
             print(f"{current.name} -> {snapshot.name} on kernel {name}: {verdict}: {r.reason}")
+            if r.warning:
+                print(f"  warning: {r.warning}")
             if r.fix:
                 print(f"  fix: {r.fix}")
     refused = [(n, r) for n, r in results if not r.allowed]
@@ -432,9 +463,8 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     from machines import matrix
     from machines.hostprofile import from_spec
     from machines.kernels import host_usable, kernel_profile
-    from machines.registry import get_build
 
-    build = get_build(args.release)
+    build = _get_build(args)
     kernels = [shipped(n) for n in shipped_names()] + [kernel_profile(k) for k in args.kernel]
     if args.source_kernel:
         here = kernel_profile(args.source_kernel)
@@ -503,6 +533,7 @@ def _sub_resolve(sub: Any) -> None:
     p.add_argument("--device", action="append", default=[], metavar="TYPE",
                    help="QOM type whose properties to resolve (repeatable)")
     _add_release(p)
+    _add_seoib(p)
     p.add_argument("--cmdline", help="a whole pasted QEMU command line (e.g. from libvirt's log)")
     p.add_argument("--kernel", metavar="PROFILE",
                    help="kernel for the SEOIB decision: 'host', a shipped profile name, or a "
@@ -521,13 +552,14 @@ def _sub_preflight(sub: Any) -> None:
                              "[--source-state STATE | --state FILE] "
                              "[--cmdline LINE | --libvirt XML | --qmp SOCKET | [--] QEMU ARGS...]")
     p.add_argument("--dest", action="append", default=[], metavar="HOST",
-                   help="destination: a host-profile file or KERNEL/QEMU, e.g. linux-6.12/10.2 "
-                        "(repeatable)")
+                   help="destination: a host-profile file or KERNEL/QEMU[+DESIGN], e.g. "
+                        "linux-6.12/10.2 or linux-7.0/10.2+rfc-v2 (repeatable)")
     p.add_argument("--dest-args", metavar="ARGS",
                    help="the destination's QEMU arguments, when they differ from the source's")
     p.add_argument("--source-host", metavar="HOST",
                    help="the source host (default: this host's kernel and --release)")
     _add_release(p)
+    _add_seoib(p)
     p.add_argument("--cmdline", help="the source VM as a pasted QEMU command line")
     p.add_argument("--libvirt", metavar="XML", help="the source VM as a libvirt domain XML")
     p.add_argument("--qmp", metavar="SOCKET", help="the source VM running, by its QMP socket")
@@ -555,6 +587,9 @@ def _sub_loadvm_check(sub: Any) -> None:
                       help="the snapshot as a saved state file (its x86-seoib-state)")
     p.add_argument("--kernel", metavar="PROFILE")
     p.add_argument("--irqchip", choices=("on", "split"), default="split")
+    p.add_argument("--seoib", metavar="DESIGN",
+                   help="the SEOIB design the QEMU runs: none (default: every real QEMU), "
+                        "rfc-v2, gated, opt-in")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_loadvm_check)
 
@@ -575,6 +610,7 @@ def _sub_compare(sub: Any) -> None:
 def _sub_matrix(sub: Any) -> None:
     p = sub.add_parser("matrix", help="machine types x kernels x hosts: SEOIB and migration")
     _add_release(p)
+    _add_seoib(p)
     p.add_argument("--kernel", action="append", default=[], metavar="PROFILE",
                    help="a kernel column besides the shipped ones: 'host' or a profile file")
     p.add_argument("--dest", action="append", default=[], metavar="HOST",

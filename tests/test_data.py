@@ -23,9 +23,7 @@ def test_model_data_is_regenerated_from_its_inputs() -> None:
     base = json.loads((DATA / "qemu-10.0.2.json").read_text())
     reference = json.loads((SOURCES / "qemu-compat-10.1-11.0.json").read_text())
     properties = json.loads((SOURCES / "model-properties.json").read_text())
-    design_path = SOURCES / "seoib-design.json"
-    design = json.loads(design_path.read_text()) if design_path.exists() else {}
-    fresh = build_model(base, reference, properties, design)
+    fresh = build_model(base, reference, properties)
     assert json.loads((DATA / "model.json").read_text()) == fresh
 
 

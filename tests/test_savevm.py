@@ -214,15 +214,16 @@ def _stream(tmp_path: Path, **kw: Any) -> str:
 def test_preflight_takes_machine_and_state_from_the_stream(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = _stream(tmp_path, machine="pc-q35-10.2", seoib=SeoibState.RESPECTED.value)
-    code = main(["preflight", "--json", "--state", state, "--dest", "linux-6.12/10.2",
-                 "--dest", "linux-7.0/10.2", "-accel", "kvm,kernel-irqchip=split"])
+    code = main(["preflight", "--json", "--state", state, "--dest", "linux-6.12/10.2+opt-in",
+                 "--dest", "linux-7.0/10.2+opt-in", "--seoib", "opt-in", "-accel",
+                 "kvm,kernel-irqchip=split"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 3
     assert doc["source"]["machine"] == "pc-q35-10.2"
     assert doc["source"]["seoib"]["state"] == "RESPECTED"
     verdicts = {d["host"]: d for d in doc["destinations"]}
-    assert verdicts["linux-7.0/10.2"]["verdict"] == "ok"
-    assert [r["code"] for r in verdicts["linux-6.12/10.2"]["reasons"]] == [
+    assert verdicts["linux-7.0/10.2+opt-in"]["verdict"] == "ok"
+    assert [r["code"] for r in verdicts["linux-6.12/10.2+opt-in"]["reasons"]] == [
         "seoib-kernel-api-missing"]
 
 
@@ -252,11 +253,11 @@ def test_loadvm_check_reads_the_snapshot_state(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     quirked = _stream(tmp_path, machine="pc-q35-10.2")
     assert main(["loadvm-check", "--current", "RESPECTED", "--state", quirked,
-                 "--kernel", "linux-7.0", "--json"]) == 1
+                 "--kernel", "linux-7.0", "--seoib", "opt-in", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert (doc["snapshot"], doc["snapshot_machine"]) == ("QUIRKED", "pc-q35-10.2")
     respected = _stream(tmp_path, machine="pc-q35-10.2", seoib=1)
     assert main(["loadvm-check", "--current", "NOT_ADVERTISED", "--state", respected,
-                 "--kernel", "linux-7.0"]) == 0
+                 "--kernel", "linux-7.0", "--seoib", "opt-in"]) == 0
     assert "NOT_ADVERTISED -> RESPECTED on kernel linux-7.0: allowed" in \
         capsys.readouterr().out

@@ -3,7 +3,8 @@
 Inputs (``sources/``): the real QEMU 10.0.2 import, which gives every array
 up to 10.0 exactly as that binary holds them; the team's reference of what
 10.1 and 10.2 changed (only ``merged`` entries, per ``in_releases``); the
-properties those releases added; and the SEOIB design.  Output: one JSON
+properties those releases added.  (No release carries SEOIB: the RFC's designs
+are an overlay, ``machines/i386/designs.py``.)  Output: one JSON
 file where each array entry says in which model releases it exists.  The
 machine-type chain itself is code (``machines/i386/pc.py``), as in QEMU.
 """
@@ -44,8 +45,8 @@ def _entry(driver: str, prop: str, value: str, optional: bool, releases: list[st
             "releases": releases, "source": source}
 
 
-def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dict[str, Any],
-                design: dict[str, Any]) -> dict[str, Any]:
+def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dict[str, Any]
+                ) -> dict[str, Any]:
     """The model data: arrays with per-release membership, and new properties."""
     base_version = base["qemu"]["version"]
     tables: dict[str, list[dict[str, Any]]] = {}
@@ -64,11 +65,7 @@ def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dic
         tables[name] = [_entry(e["driver"], e["property"], e["value"], e["optional"],
                                _expand(e["in_releases"]), e["source"])
                         for e in entries if e["status"] == "merged"]
-    for item in design.get("compat", []):
-        table = tables.setdefault(item["table"], [])
-        table.append(_entry(item["driver"], item["property"], item["value"], False,
-                            [r for r in RELEASES if r in item["releases"]], item["source"]))
-    new_props = [dict(p) for p in [*properties["properties"], *design.get("properties", [])]]
+    new_props = [dict(p) for p in properties["properties"]]
     # Machines outside the PC families (microvm, isapc, none, x-remote) come from the
     # base build as they are, in the places its -machine help had them.
     rows = base["listing"]
@@ -87,14 +84,13 @@ def build_model(base: dict[str, Any], reference: dict[str, Any], properties: dic
         "provenance": {
             "generator": f"machines {__version__} (machines/compat/reference.py)",
             "inputs": [f"data/qemu-{base_version}.json", "sources/qemu-compat-10.1-11.0.json",
-                       "sources/model-properties.json", "sources/seoib-design.json"],
+                       "sources/model-properties.json"],
         },
         "tables": tables,
         "properties": new_props,
         "other_machines": others,
         "options": base["options"],
         "behaviours": [dict(b) for b in properties.get("behaviours", [])],
-        "designs": design.get("designs", {}),
     }
 
 
@@ -106,8 +102,6 @@ def regenerate(base_path: Path | None = None, out: Path | None = None) -> Path:
     base = json.loads(base_path.read_text())
     reference = json.loads((SOURCES / "qemu-compat-10.1-11.0.json").read_text())
     properties = json.loads((SOURCES / "model-properties.json").read_text())
-    design_path = SOURCES / "seoib-design.json"
-    design = json.loads(design_path.read_text()) if design_path.exists() else {}
     out = out or DATA / "model.json"
-    atomic_write_json(out, build_model(base, reference, properties, design))
+    atomic_write_json(out, build_model(base, reference, properties))
     return out
