@@ -85,6 +85,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 _OURS_WITH_VALUE = {
     "resolve": {"--device", "--release", "--build", "--cmdline", "--kernel", "--stream-state",
                 "--seoib"},
+    "seoib-designs": {"--fleet", "--cmdline", "--release", "--build", "--gate", "--new-kernel",
+                      "--old-kernel", "--format", "-o", "--output", "--color"},
     "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--seoib",
                   "--cmdline",
                   "--libvirt", "--qmp", "--source-state", "--state", "--fleet", "--hosts", "-o",
@@ -95,7 +97,7 @@ _OURS_WITH_VALUE = {
 def _split_qemu_args(command: str, argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """Our --options apart from QEMU's -options (``--`` ends ours)."""
     ours_with_value = _OURS_WITH_VALUE[command]
-    ours_flags = {"--json", "-h", "--help"}
+    ours_flags = {"--json", "--json-schema", "-h", "--help"}
     ours: list[str] = []
     qemu: list[str] = []
     i = 0
@@ -479,6 +481,57 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_seoib_designs(args: argparse.Namespace, qemu_args: list[str]) -> int:
+    """Each SEOIB design over a VM list: state changes, lost hosts, exposure, fixes."""
+    import json
+
+    from machines import designs_compare as dc
+    from machines.i386.designs import _gate_numbers
+    from machines.kernels import caps, kernel_profile
+    from machines.registry import NEWEST, get_build
+
+    if args.json_schema:
+        sys.stdout.write(json.dumps(dc.JSON_SCHEMA, indent=2) + "\n")
+        return 0
+    if args.json:
+        args.format = "json"
+    if args.format == "csv":
+        raise UsageError("seoib-designs: --format is text, md, json or html")
+    new_kernel = caps(kernel_profile(args.new_kernel))
+    old_kernel = caps(kernel_profile(args.old_kernel))
+    keys: list[Any]
+    if args.fleet is not None:
+        if qemu_args or args.cmdline is not None:
+            raise UsageError("--fleet describes the VMs; drop the QEMU arguments")
+        from machines.fleet import read_vms
+
+        default = args.release or NEWEST
+        keys = [dc.fleet_key(vm.qemu or default, vm.machine, vm.irqchip, vm.ioapic, vm.policy)
+                for vm in read_vms(args.fleet)]
+        described = f"the fleet {args.fleet} ({len(keys)} VMs)"
+    else:
+        from machines.options import split_command_line
+
+        if args.cmdline is not None:
+            if qemu_args:
+                raise UsageError("give QEMU arguments or --cmdline, not both")
+            _, qemu_args = split_command_line(args.cmdline)
+        if not qemu_args:
+            raise UsageError("give --fleet VMS.jsonl, --cmdline LINE or one VM's QEMU arguments")
+        keys = [dc.VmKey(args.release or NEWEST, tuple(qemu_args))]
+        described = "one VM: " + " ".join(qemu_args)
+    builds = {get_build(k.qemu) for k in keys} or {get_build(args.release)}
+    if args.gate is not None:
+        gate = _gate_numbers(args.gate)
+        if gate is None:
+            raise UsageError(f"--gate {args.gate}: give a machine-type version such as 11.2")
+    else:
+        gate = dc.default_gate(builds)
+    result = dc.compare(keys, new_kernel, old_kernel, gate, described)
+    _emit(args, _render(args, dc.to_table(result), dc.to_json(result)))
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from machines import report
     from machines.savevm import read_saved_state
@@ -636,6 +689,30 @@ def _sub_import(sub: Any) -> None:
     p.set_defaults(func=_cmd_import)
 
 
+def _sub_seoib_designs(sub: Any) -> None:
+    p = sub.add_parser("seoib-designs",
+                       help="compare the SEOIB RFC's designs over a fleet or one VM",
+                       usage="machines seoib-designs (--fleet VMS.jsonl | --cmdline LINE | "
+                             "[--] QEMU ARGS...) [--release R] [--gate VERSION] "
+                             "[--new-kernel PROFILE] [--old-kernel PROFILE] "
+                             "[--format text|md|json|html] [-o FILE] [--json-schema]")
+    p.add_argument("--fleet", metavar="VMS.jsonl", help="the VMs, as for preflight --fleet")
+    p.add_argument("--cmdline", help="one VM as a pasted QEMU command line")
+    _add_release(p)
+    p.add_argument("--gate", metavar="VERSION",
+                   help="first machine-type version of the gated design (default: the one "
+                        "after the newest build's newest)")
+    p.add_argument("--new-kernel", default="linux-7.0", metavar="PROFILE",
+                   help="the kernel VMs power on with next (default linux-7.0)")
+    p.add_argument("--old-kernel", default="linux-6.12", metavar="PROFILE",
+                   help="the kernel without the SEOIB API (default linux-6.12)")
+    p.add_argument("--json-schema", action="store_true",
+                   help="print the JSON Schema of --format json and exit")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    _add_output(p)
+    p.set_defaults(func=_cmd_seoib_designs)
+
+
 def _sub_inspect(sub: Any) -> None:
     p = sub.add_parser("inspect", help="machine type and SEOIB state of a saved VM state "
                                        "or migration stream")
@@ -660,6 +737,7 @@ _SUBCOMMANDS = {
     "matrix": _sub_matrix,
     "import": _sub_import,
     "inspect": _sub_inspect,
+    "seoib-designs": _sub_seoib_designs,
     "probe": _sub_probe,
 }
 

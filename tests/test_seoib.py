@@ -97,7 +97,7 @@ ROWS: list[tuple[Any, ...]] = [
     # gated: the RFC code for types from the gate on (default: the build's next version)
     ("10.2+gated", f"-M pc-q35-10.2 {SPLIT}", NEW, None, Q, 0, True, False, False,
      ["design", "gate"], None),
-    ("10.2+gated", f"-M pc-q35-10.3 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
+    ("10.2+gated", f"-M pc-q35-11.0 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
      ["set-state"], None),
     ("10.2+gated", f"-M q35 {SPLIT}", NEW, None, R, ENABLE, True, True, True, ["set-state"], None),
     ("10.2+gated:10.1", f"-M pc-i440fx-10.1 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
@@ -176,7 +176,7 @@ def test_gated_adds_the_next_machine_type_to_any_build() -> None:
         gated = get_build(f"{base}+gated")
         newest = max(m.version.numbers for m in plain.registered()
                      if m.family and m.version is not None)
-        gate = f"{newest[0]}.{newest[1] + 1}"
+        gate = f"{newest[0] + 1}.0" if newest[1] == 2 else f"{newest[0]}.{newest[1] + 1}"
         assert f"pc-q35-{gate}" in gated.machines and f"pc-q35-{gate}" not in plain.machines
         assert gated.find("q35").name == f"pc-q35-{gate}"  # type: ignore[union-attr]
         assert gated.default_machine.name == f"pc-i440fx-{gate}"  # type: ignore[union-attr]

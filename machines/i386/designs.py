@@ -125,7 +125,13 @@ def newest_version(build: Build) -> tuple[int, ...]:
 
 
 def next_version(version: tuple[int, ...]) -> tuple[int, ...]:
-    """The machine-type version a following release adds: X.(Y+1)."""
+    """The machine-type version the following release adds.
+
+    Since 4.0 QEMU makes three releases a year, X.0, X.1 and X.2, so 10.2 is
+    followed by 11.0 and 11.1 by 11.2; older series went on to 2.12.
+    """
+    if version[0] >= 4 and version[1] >= 2:
+        return (version[0] + 1, 0)
     return (version[0], version[1] + 1)
 
 
