@@ -10,12 +10,15 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kvmglue.profile import shipped
 from machines import designs_compare as dc
 from machines.cli import main
 from machines.i386.designs import Design
 from machines.kernels import caps
+from machines.registry import get_build
 
 NEW = caps(shipped("linux-7.0"))
 OLD = caps(shipped("linux-6.12"))
@@ -94,7 +97,8 @@ def test_fleet_report_formats(tmp_path: Path, fmt: str, capsys: Any) -> None:
         schema = json.loads(capsys.readouterr().out)
         jsonschema.validate(doc, schema)
         by = {d["design"]: d for d in doc["designs"]}
-        assert set(by) == {"none", "rfc-v2", "gated:11.0", "opt-in"}
+        gate = ".".join(map(str, dc.default_gate([get_build(None)])))  # the newest build's next
+        assert set(by) == {"none", "rfc-v2", f"gated:{gate}", "opt-in"} and doc["gate"] == gate
         assert all(d["vms"] == 500 for d in by.values())
         assert by["none"]["changes_state_at_next_power_on"] == 0
         assert by["none"]["to_get_the_fix"]["not-possible"] == by["none"]["exposed_today"] > 0
@@ -134,3 +138,23 @@ def test_bad_input_is_one_line_exit_2(argv: list[str], needle: str, capsys: Any)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err
+
+
+@given(st.text(max_size=30))
+def test_any_design_text_is_a_design_or_one_usage_error(text: str) -> None:
+    from machines.errors import UsageError
+    from machines.i386.designs import DESIGNS, parse_design
+
+    try:
+        design = parse_design(text)
+    except UsageError as err:
+        assert "\n" not in str(err).replace(text, "")
+    else:
+        assert design.name in DESIGNS
+        assert parse_design(design.label) == design
+
+
+def test_designs_over_an_imported_build() -> None:
+    o = outcomes(f"-M pc-q35-10.0 {SPLIT}", release="10.0.2")
+    assert o["rfc-v2"].state_next == "RESPECTED" and o["none"].state_next == "QUIRKED"
+    assert get_build("10.0.2+gated").find("q35").name == "pc-q35-10.1"  # type: ignore[union-attr]

@@ -12,7 +12,9 @@ QEMU's message, aborts) must be the pre-flight verdict, whose reason quotes
 QEMU's own line.
 
 Each configuration is one short-lived QEMU, one after the other (no guest
-ever runs); the whole module takes well under a minute here.
+ever runs); the whole module takes well under a minute here.  ``tox -e
+oracle`` (``MACHINES_RFC_GRID=full``) adds every machine type the model's
+10.2 registers with three irqchip/IOAPIC settings.
 ``MACHINES_REQUIRE_RFC_QEMU=1`` turns a missing oracle into a failure.
 """
 
@@ -88,7 +90,14 @@ POWER_ON = [
     f"-M pc-q35-10.2 {SPLIT} -cpu qemu64,x2apic=off",
     f"-M pc-q35-10.2 {SPLIT} -cpu host",
     f"-M pc-q35-10.2 {SPLIT} -smp 2",
+    f"-M none {SPLIT}",  # no x86_cpus_init, so the RFC code never runs
+    f"-M isapc {SPLIT}",
 ]
+if os.environ.get("MACHINES_RFC_GRID") == "full":  # tox -e oracle: every type 10.2.0 registers
+    # (the oracle is built without multiprocess: it has no x-remote)
+    POWER_ON += [f"-M {m.name} {how}" for m in get_build("10.2").registered()
+                 for how in (SPLIT, "-accel kvm", f"{SPLIT} -global ioapic.version=0x11")
+                 if f"-M {m.name} {how}" not in POWER_ON and m.name != "x-remote"]
 
 
 class Run(NamedTuple):

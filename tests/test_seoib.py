@@ -60,6 +60,7 @@ ROWS: list[tuple[Any, ...]] = [
     (RFC, f"-M microvm {SPLIT}", NEW, None, R, ENABLE, True, True, True,
      ["rfc-microvm", "set-state"], None),
     (RFC, "-M microvm -accel kvm", NEW, None, R, ENABLE, True, True, True, ["set-state"], None),
+    (RFC, f"-M none {SPLIT}", NEW, None, Q, 0, True, False, False, ["no-x86-cpus-init"], None),
     (RFC, f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x11", NEW, None, N, DISABLE, False,
      False, True, ["ioapic", "set-state"], None),
     (RFC, f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x11 -global ioapic.version=0x20",

@@ -109,6 +109,7 @@ class SeoibInputs(NamedTuple):
     gated_in: bool = True  # gated: the machine type is at least the gate
     gate: str = ""  # gated: the gate's version, for the trace
     microvm: bool = False
+    x86_cpus_init: bool = True  # the machine creates its CPUs with x86_cpus_init (the RFC's hook)
     # the RFC's IOAPIC lookup: every -global that reaches the ioapic's version, in order
     ioapic_globals: tuple[str, ...] = ()
     ioapic_source_kind: str = "default"  # where QEMU's own resolution took the version
@@ -354,6 +355,10 @@ def _rfc(inputs: SeoibInputs, kernel: KernelCaps) -> SeoibDecision:
                           f"loading {SECTION} without a split irqchip")
         return _done(inputs, kernel, trace, None)
     trace("kvm-lapic", f"KVM LAPIC with kernel-irqchip={inputs.kernel_irqchip}")
+    if not inputs.x86_cpus_init:
+        trace("no-x86-cpus-init", f"machine {inputs.machine} does not create its CPUs with "
+                                  "x86_cpus_init: the RFC code never runs, no flag is set")
+        return _done(inputs, kernel, trace, SeoibState.QUIRKED)
     if inputs.incoming == "-incoming":
         trace("deferred", "-incoming: the RFC sets nothing at power-on; only a loaded "
                           f"{SECTION} sets the flags")
@@ -463,6 +468,8 @@ def inputs_from(resolver: Resolver, stream_state: SeoibState | None = None) -> S
         gate=(".".join(map(str, getattr(build, "gate", None) or ()))
               if design.name == GATED else ""),
         microvm=config.machine.name == "microvm",
+        x86_cpus_init=(config.machine.family in ("pc_q35", "pc_piix")
+                       or config.machine.name in ("microvm", "isapc")),
         ioapic_globals=tuple(g.value for g in config.options.globals
                              if g.property == "version" and g.driver in ioapic_types),
         ioapic_source_kind=pic.source.kind if pic else "default",
