@@ -148,7 +148,8 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if refused:
         also = [d.kernel for d in refused[1:]]
         extra = f" (also refused under {', '.join(also)})" if also else ""
-        print(f"machines: QEMU would refuse to power on (kernel {refused[0].kernel}): "
+        how = "crash (abort)" if refused[0].aborts else "refuse to power on"
+        print(f"machines: QEMU would {how} (kernel {refused[0].kernel}): "
               f"{refused[0].error}{extra}", file=sys.stderr)
         return 1
     return 0

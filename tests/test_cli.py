@@ -177,11 +177,13 @@ def test_resolve_stream_state_needs_incoming(capsys: Any) -> None:
                        "-incoming", "defer", "--stream-state", "RESPECTED", "--kernel",
                        "linux-6.12", "--json")
     assert code == 1 and "Unknown savevm section" in json.loads(out)["error"]
-    code, out, _ = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
+    code, out, err = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
                        "-incoming", "defer", "--stream-state", "RESPECTED", "--kernel",
                        "linux-6.12", "--seoib", "rfc-v2", "--json")
-    assert code == 1 and "QEMU aborts: Failed to set KVM LAPIC SEOIB flags" in \
-        json.loads(out)["error"]
+    doc = json.loads(out)
+    assert code == 1 and "QEMU aborts: Failed to set KVM LAPIC SEOIB flags" in doc["error"]
+    assert doc["seoib"]["aborts"] is True
+    assert "QEMU would crash (abort)" in err
 
 
 def test_resolve_without_kvm_lapic_needs_no_kernel(capsys: Any) -> None:
