@@ -136,6 +136,7 @@ def test_fleet_input_errors_name_the_line(tmp_path: Path, capsys: Any) -> None:
         ('{"id": "x", "machine": "q35", "ioapic": "eleven"}', "field ioapic must be a number"),
         ('{"id": "x", "machine": "q35", "state": "HAPPY"}', "field state must be"),
         ('{"id": "x", "machine": "q35", "irqchip": "maybe"}', "field irqchip"),
+        ('{"id": "x", "machine": "q35", "seoib": "rfc-v9"}', "field seoib: unknown SEOIB design"),
         ("[1, 2]", "a VM must be a JSON object"),
         ("{not json", "not JSON"),
         ('{"id": "x", "machine": "q35", "source_host": "nope"}', "source_host 'nope'"),

@@ -342,6 +342,21 @@ def test_live_qmp_source_gives_the_verdict_of_its_command_line(qemu_binary: str,
     assert live["source"]["described_by"].startswith("the running QEMU 10.0.2")
 
 
+def test_host_profile_names_its_design(tmp_path: Path) -> None:
+    from machines.hostprofile import load, save
+
+    profile = HostProfile("h1", shipped("linux-7.0"), get_build("10.1+rfc-v2"),
+                          {"release": "10.1", "seoib": "rfc-v2"})
+    save(profile, tmp_path / "h1.json")
+    back = load(tmp_path / "h1.json")
+    assert back.build.name == "10.1+rfc-v2" and back.build.seoib_aware
+    doc = json.loads((tmp_path / "h1.json").read_text())
+    doc["qemu"]["seoib"] = "sometimes"
+    (tmp_path / "h2.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="field qemu.seoib: unknown SEOIB design 'sometimes'"):
+        load(tmp_path / "h2.json")
+
+
 def test_host_profile_file_round_trip(tmp_path: Path) -> None:
     from machines.hostprofile import load, save
 
