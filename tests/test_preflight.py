@@ -353,7 +353,7 @@ def test_host_profile_names_its_design(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "h1.json").read_text())
     doc["qemu"]["seoib"] = "sometimes"
     (tmp_path / "h2.json").write_text(json.dumps(doc))
-    with pytest.raises(DataError, match="field qemu.seoib: unknown SEOIB design 'sometimes'"):
+    with pytest.raises(DataError, match=r"field qemu\.seoib: unknown SEOIB design 'sometimes'"):
         load(tmp_path / "h2.json")
 
 
