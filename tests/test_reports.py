@@ -22,7 +22,7 @@ GOLDEN = Path(__file__).parent / "golden"
 FORMATS = ("text", "md", "csv", "json", "html")
 MATRIX = ["matrix", "--release", "10.2", "--seoib", "rfc-v2", "--source-kernel", "linux-7.0",
           "--since", "9.2", "--dest", "linux-6.12/10.2+rfc-v2", "--dest", "linux-7.0/10.0.2",
-          "--dest", "linux-7.0/10.1", "--color", "never"]
+          "--dest", "linux-7.0/10.2+rfc-v2", "--color", "never"]
 MATRIX_REMOVED = ["matrix", "--release", "10.1", "--source-kernel", "linux-6.12",
                   "--family", "q35", "--include-removed", "--since", "4.0",
                   "--dest", "linux-6.12/10.1.2", "--color", "never"]
@@ -90,6 +90,7 @@ def test_matrix_json_rows_and_reasons(tmp_path: Path) -> None:
     assert rows["pc-q35-10.0"]["states"]["linux-7.0"]["state"] == "RESPECTED"
     assert [r["code"] for r in rows["pc-q35-10.0"]["verdicts"]["linux-7.0/10.0.2"]["reasons"]
             ] == ["seoib-section-unsupported"]
+    assert new["verdicts"]["linux-7.0/10.2+rfc-v2"]["verdict"] == "ok"
     doc = json.loads(_produce([*MATRIX[:3], *MATRIX[5:]], "json", tmp_path))
     assert {r["states"]["linux-7.0"]["state"] for r in doc["rows"]} == {"QUIRKED"}
 
