@@ -22,6 +22,8 @@ from machines.qom import QomTypes
 class Build:
     """One QEMU build, as ``-machine help`` and QMP would present it."""
 
+    seoib_design = "none"  # every real build; machines.i386.designs overlays the RFC's designs
+
     def __init__(
         self,
         name: str,
@@ -169,7 +171,9 @@ def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, 
                 "registered": True,
                 "added_in": str(parsed.version) if parsed.version and not parsed.version.tag
                 else None,
-                "default_kernel_irqchip_split": info.get("kernel_irqchip_split"),
+                # microvm's class sets a split irqchip by default (seen on a real QEMU)
+                "default_kernel_irqchip_split": info.get("kernel_irqchip_split",
+                                                         None) if name != "microvm" else True,
                 "default_cpu_type": info.get("default_cpu_type"),
                 "own_compat": tuple(tables[t] for t in own),
                 "__doc__": f"{name} as QEMU {build} defines it (imported).",

@@ -32,6 +32,24 @@ def _add_release(p: argparse.ArgumentParser) -> None:
                         "by 'machines import'")
 
 
+def _add_seoib(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seoib", metavar="DESIGN",
+                   help="lay one of the SEOIB RFC's designs over the build: none (default: what "
+                        "every real QEMU does), rfc-v2, gated[:VERSION], opt-in")
+
+
+def _get_build(args: argparse.Namespace, release: str | None = None) -> Any:
+    """--release with --seoib laid over it (a release may also be named BUILD+DESIGN)."""
+    from machines.registry import get_build
+
+    build = get_build(release if release is not None else args.release)
+    if getattr(args, "seoib", None) is not None:
+        from machines.i386.designs import overlay, parse_design
+
+        build = overlay(build, parse_design(args.seoib))
+    return build
+
+
 def _add_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="text")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically)")
@@ -66,8 +84,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 _OURS_WITH_VALUE = {
-    "resolve": {"--device", "--release", "--build", "--cmdline", "--kernel", "--stream-state"},
-    "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--cmdline",
+    "resolve": {"--device", "--release", "--build", "--cmdline", "--kernel", "--stream-state",
+                "--seoib"},
+    "seoib-designs": {"--fleet", "--cmdline", "--release", "--build", "--gate", "--new-kernel",
+                      "--old-kernel", "--format", "-o", "--output", "--color"},
+    "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--seoib",
+                  "--cmdline",
                   "--libvirt", "--qmp", "--source-state", "--state", "--fleet", "--hosts", "-o",
                   "--output"},
 }
@@ -76,7 +98,7 @@ _OURS_WITH_VALUE = {
 def _split_qemu_args(command: str, argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """Our --options apart from QEMU's -options (``--`` ends ours)."""
     ours_with_value = _OURS_WITH_VALUE[command]
-    ours_flags = {"--json", "-h", "--help"}
+    ours_flags = {"--json", "--json-schema", "-h", "--help"}
     ours: list[str] = []
     qemu: list[str] = []
     i = 0
@@ -106,7 +128,6 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines.errors import PowerOnRefused, UnknownMachineError
     from machines.i386.ioapic import ioapic
     from machines.options import parse_args, split_command_line
-    from machines.registry import get_build
     from machines.resolve import Resolver
 
     binary = None
@@ -114,7 +135,7 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
         if qemu_args:
             raise UsageError("give QEMU arguments or --cmdline, not both")
         binary, qemu_args = split_command_line(args.cmdline)
-    build = get_build(args.release)
+    build = _get_build(args)
     try:
         opts = parse_args(qemu_args, binary)
         config = configure(build, opts)
@@ -146,7 +167,8 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if refused:
         also = [d.kernel for d in refused[1:]]
         extra = f" (also refused under {', '.join(also)})" if also else ""
-        print(f"machines: QEMU would refuse to power on (kernel {refused[0].kernel}): "
+        how = "crash (abort)" if refused[0].aborts else "refuse to power on"
+        print(f"machines: QEMU would {how} (kernel {refused[0].kernel}): "
               f"{refused[0].error}{extra}", file=sys.stderr)
         return 1
     return 0
@@ -294,7 +316,6 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines.kernels import caps, kernel_profile
     from machines.options import parse_args
     from machines.preflight import exit_code, judge_all, source_from
-    from machines.registry import get_build
     from machines.resolve import Resolver
 
     if args.fleet is not None or args.hosts is not None:
@@ -302,6 +323,13 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     if not args.dest:
         raise UsageError("give at least one --dest HOST")
     opts, source_host, build, build_why, described = _preflight_source(args, qemu_args)
+    if args.seoib is not None:
+        if source_host is not None:
+            raise UsageError("--source-host names the source's design already "
+                             "(KERNEL/QEMU+DESIGN); drop --seoib")
+        from machines.i386.designs import overlay, parse_design
+
+        build = overlay(build, parse_design(args.seoib))
     saved = None
     if args.state is not None:
         from machines.savevm import read_saved_state
@@ -324,8 +352,8 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
             raise
         notes.append(f"QEMU {build.name} does not register {err.name}, so the source runs "
                      "another QEMU: name it with --release or --source-host")
-        build, build_why = (get_build(others[0]), "stand-in, the newest build here that "
-                            f"registers {err.name}")
+        build, build_why = (_get_build(args, others[0]), "stand-in, the newest build here "
+                            f"that registers {err.name}")
         config = configure(build, opts)
     if saved is not None and saved.kvm_evidence and not config.kvm:
         raise UsageError(f"{args.state} was saved by a KVM VM ({saved.kvm_evidence}), but the "
@@ -441,20 +469,30 @@ def _cmd_loadvm_check(args: argparse.Namespace) -> int:
 
         saved = read_saved_state(args.state)
         snapshot, machine = saved.effective_seoib, saved.machine
-    results = [(p.name, check_restore(current, snapshot, caps(p), args.irqchip))
+    from machines.i386.designs import parse_design
+
+    design = parse_design(args.seoib or "none").name
+    if design == "none" and current is not SeoibState.QUIRKED:
+        raise UsageError(f"--current {current.name}: a VM of a QEMU without SEOIB code (--seoib "
+                         "none) is always QUIRKED; name the design it runs with --seoib")
+    results = [(p.name, check_restore(current, snapshot, caps(p), args.irqchip, design))
                for p in kernel_profiles(args.kernel)]
     if args.json:
         report.print_json({
             "schema": "machines/loadvm-check/v1",
+            "seoib_design": design,
             "current": current.name, "snapshot": snapshot.name,
             "snapshot_file": args.state, "snapshot_machine": machine,
             "kernels": {name: {"allowed": r.allowed, "x2apic_api_flags": r.flags,
-                               "reason": r.reason, "fix": r.fix} for name, r in results},
+                               "reason": r.reason, "fix": r.fix, "warning": r.warning,
+                               "aborts": r.aborts} for name, r in results},
         })
     else:
         for name, r in results:
-            verdict = "allowed" if r.allowed else "refused"
+            verdict = "allowed" if r.allowed else "QEMU aborts" if r.aborts else "refused"
             print(f"{current.name} -> {snapshot.name} on kernel {name}: {verdict}: {r.reason}")
+            if r.warning:
+                print(f"  warning: {r.warning}")
             if r.fix:
                 print(f"  fix: {r.fix}")
     # The refusal and its fix are in the output above, once; the exit code says it too.
@@ -554,9 +592,8 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     from machines import matrix
     from machines.hostprofile import from_spec
     from machines.kernels import host_usable, kernel_profile
-    from machines.registry import get_build
 
-    build = get_build(args.release)
+    build = _get_build(args)
     kernels: list[Any] = []  # --kernel replaces the shipped columns; each kernel once
     for profile in ([kernel_profile(k) for k in args.kernel] if args.kernel
                     else [shipped(n) for n in shipped_names()]):
@@ -573,6 +610,57 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
         raise UsageError(f"no machine type{since} matches the filters in QEMU {build.name}")
     result = matrix.build_matrix(build, kernels, dests, here, machines)
     _emit(args, _render(args, matrix.to_table(result), matrix.to_json(result)))
+    return 0
+
+
+def _cmd_seoib_designs(args: argparse.Namespace, qemu_args: list[str]) -> int:
+    """Each SEOIB design over a VM list: state changes, lost hosts, exposure, fixes."""
+    import json
+
+    from machines import designs_compare as dc
+    from machines.i386.designs import _gate_numbers
+    from machines.kernels import caps, kernel_profile
+    from machines.registry import NEWEST, get_build
+
+    if args.json_schema:
+        sys.stdout.write(json.dumps(dc.JSON_SCHEMA, indent=2) + "\n")
+        return 0
+    if args.json:
+        args.format = "json"
+    if args.format == "csv":
+        raise UsageError("seoib-designs: --format is text, md, json or html")
+    new_kernel = caps(kernel_profile(args.new_kernel))
+    old_kernel = caps(kernel_profile(args.old_kernel))
+    keys: list[Any]
+    if args.fleet is not None:
+        if qemu_args or args.cmdline is not None:
+            raise UsageError("--fleet describes the VMs; drop the QEMU arguments")
+        from machines.fleet import read_vms
+
+        default = args.release or NEWEST
+        keys = [dc.fleet_key(vm.qemu or default, vm.machine, vm.irqchip, vm.ioapic, vm.policy)
+                for vm in read_vms(args.fleet)]
+        described = f"the fleet {args.fleet} ({len(keys)} VMs)"
+    else:
+        from machines.options import split_command_line
+
+        if args.cmdline is not None:
+            if qemu_args:
+                raise UsageError("give QEMU arguments or --cmdline, not both")
+            _, qemu_args = split_command_line(args.cmdline)
+        if not qemu_args:
+            raise UsageError("give --fleet VMS.jsonl, --cmdline LINE or one VM's QEMU arguments")
+        keys = [dc.VmKey(args.release or NEWEST, tuple(qemu_args))]
+        described = "one VM: " + " ".join(qemu_args)
+    builds = {get_build(k.qemu) for k in keys} or {get_build(args.release)}
+    if args.gate is not None:
+        gate = _gate_numbers(args.gate)
+        if gate is None:
+            raise UsageError(f"--gate {args.gate}: give a machine-type version such as 11.2")
+    else:
+        gate = dc.default_gate(builds)
+    result = dc.compare(keys, new_kernel, old_kernel, gate, described)
+    _emit(args, _render(args, dc.to_table(result), dc.to_json(result)))
     return 0
 
 
@@ -637,6 +725,7 @@ def _sub_resolve(sub: Any) -> None:
     p.add_argument("--device", action="append", default=[], metavar="TYPE",
                    help="QOM type whose properties to resolve (repeatable)")
     _add_release(p)
+    _add_seoib(p)
     p.add_argument("--cmdline", help="a whole pasted QEMU command line (e.g. from libvirt's log)")
     p.add_argument("--kernel", metavar="PROFILE",
                    help="kernel for the SEOIB decision: 'host', a shipped profile name, or a "
@@ -655,13 +744,14 @@ def _sub_preflight(sub: Any) -> None:
                              "[--source-state STATE | --state FILE] "
                              "[--cmdline LINE | --libvirt XML | --qmp SOCKET | [--] QEMU ARGS...]")
     p.add_argument("--dest", action="append", default=[], metavar="HOST",
-                   help="destination: a host-profile file or KERNEL/QEMU, e.g. linux-6.12/10.2 "
-                        "(repeatable)")
+                   help="destination: a host-profile file or KERNEL/QEMU[+DESIGN], e.g. "
+                        "linux-6.12/10.2 or linux-7.0/10.2+rfc-v2 (repeatable)")
     p.add_argument("--dest-args", metavar="ARGS",
                    help="the destination's QEMU arguments, when they differ from the source's")
     p.add_argument("--source-host", metavar="HOST",
                    help="the source host (default: this host's kernel and --release)")
     _add_release(p)
+    _add_seoib(p)
     p.add_argument("--cmdline", help="the source VM as a pasted QEMU command line")
     p.add_argument("--libvirt", metavar="XML", help="the source VM as a libvirt domain XML")
     p.add_argument("--qmp", metavar="SOCKET", help="the source VM running, by its QMP socket")
@@ -689,6 +779,9 @@ def _sub_loadvm_check(sub: Any) -> None:
                       help="the snapshot as a saved state file (its x86-seoib-state)")
     p.add_argument("--kernel", metavar="PROFILE")
     p.add_argument("--irqchip", choices=("on", "split"), default="split")
+    p.add_argument("--seoib", metavar="DESIGN",
+                   help="the SEOIB design the QEMU runs: none (default: every real QEMU), "
+                        "rfc-v2, gated, opt-in")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_loadvm_check)
 
@@ -709,6 +802,7 @@ def _sub_compare(sub: Any) -> None:
 def _sub_matrix(sub: Any) -> None:
     p = sub.add_parser("matrix", help="machine types x kernels x hosts: SEOIB and migration")
     _add_release(p)
+    _add_seoib(p)
     p.add_argument("--kernel", action="append", default=[], metavar="PROFILE",
                    help="a kernel column: 'host', a shipped profile or a profile file "
                         "(repeatable; replaces the shipped columns)")
@@ -768,6 +862,30 @@ def _sub_import(sub: Any) -> None:
     p.set_defaults(func=_cmd_import)
 
 
+def _sub_seoib_designs(sub: Any) -> None:
+    p = sub.add_parser("seoib-designs",
+                       help="compare the SEOIB RFC's designs over a fleet or one VM",
+                       usage="machines seoib-designs (--fleet VMS.jsonl | --cmdline LINE | "
+                             "[--] QEMU ARGS...) [--release R] [--gate VERSION] "
+                             "[--new-kernel PROFILE] [--old-kernel PROFILE] "
+                             "[--format text|md|json|html] [-o FILE] [--json-schema]")
+    p.add_argument("--fleet", metavar="VMS.jsonl", help="the VMs, as for preflight --fleet")
+    p.add_argument("--cmdline", help="one VM as a pasted QEMU command line")
+    _add_release(p)
+    p.add_argument("--gate", metavar="VERSION",
+                   help="first machine-type version of the gated design (default: the one "
+                        "after the newest build's newest)")
+    p.add_argument("--new-kernel", default="linux-7.0", metavar="PROFILE",
+                   help="the kernel VMs power on with next (default linux-7.0)")
+    p.add_argument("--old-kernel", default="linux-6.12", metavar="PROFILE",
+                   help="the kernel without the SEOIB API (default linux-6.12)")
+    p.add_argument("--json-schema", action="store_true",
+                   help="print the JSON Schema of --format json and exit")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    _add_output(p)
+    p.set_defaults(func=_cmd_seoib_designs)
+
+
 def _sub_inspect(sub: Any) -> None:
     p = sub.add_parser("inspect", help="machine type and SEOIB state of a saved VM state "
                                        "or migration stream")
@@ -793,6 +911,7 @@ _SUBCOMMANDS = {
     "gaps": _sub_gaps,
     "import": _sub_import,
     "inspect": _sub_inspect,
+    "seoib-designs": _sub_seoib_designs,
     "probe": _sub_probe,
 }
 

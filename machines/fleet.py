@@ -11,11 +11,12 @@ expanded to VMs and host ids only when it is written.
 Input: ``VMS.jsonl``, one VM per line::
 
     {"id": "vm-1", "machine": "pc-q35-10.2", "irqchip": "split",
-     "ioapic": "0x20", "policy": "auto", "state": "RESPECTED",
+     "ioapic": "0x20", "state": "QUIRKED",
      "source_host": "h-17", "qemu": "10.2"}
 
 (``id`` and ``machine`` required; ``state`` or ``source_host`` needed for a
-KVM-LAPIC VM.)  ``--hosts DIR``: one host profile per ``*.json`` file.
+KVM-LAPIC VM; ``"seoib": "rfc-v2"`` lays one of the SEOIB RFC's designs over
+the VM's QEMU, as ``--seoib`` does.)  ``--hosts DIR``: one host profile per ``*.json`` file.
 
 Output, streamed as JSON lines: a header naming the host classes and their
 hosts, then per VM the host ids it can move to and, for each host class it
@@ -42,7 +43,8 @@ from machines.resolve import Resolver
 from machines.schema import load_json
 
 SCHEMA = "machines/fleet/v1"
-FIELDS = ("id", "machine", "qemu", "irqchip", "ioapic", "policy", "state", "source_host")
+FIELDS = ("id", "machine", "qemu", "irqchip", "ioapic", "policy", "state", "source_host",
+          "seoib")
 
 
 class Vm(NamedTuple):
@@ -54,6 +56,7 @@ class Vm(NamedTuple):
     policy: str | None = None
     state: str | None = None
     source_host: str | None = None
+    seoib: str | None = None  # the SEOIB design of the VM's QEMU (machines/i386/designs.py)
     line: int = 0  # its line in the VM list, for messages
 
 
@@ -95,6 +98,13 @@ def _vm_from(doc: Any, number: int, where: str) -> Vm:
         values[key] = value
     if values["irqchip"] not in (None, "on", "split", "off"):
         raise DataError(f"{where}:{number}: field irqchip must be on, split or off")
+    if values["seoib"] is not None:
+        from machines.i386.designs import parse_design
+
+        try:
+            values["seoib"] = parse_design(values["seoib"]).label
+        except MachinesError as err:
+            raise DataError(f"{where}:{number}: field seoib: {err}") from None
     if values["state"] is not None:
         try:
             values["state"] = SeoibState.parse(values["state"]).name
@@ -222,8 +232,12 @@ class FleetRun:
             qemu = qemu or host.build.name
             if vm.state is None:
                 source = host_class(host)
-        return VmClass(qemu or NEWEST, vm.machine, vm.irqchip, vm.ioapic, vm.policy, vm.state,
-                       source)
+        qemu = qemu or NEWEST
+        if vm.seoib is not None:  # the VM's own word on its design wins over its host's
+            from machines.i386.designs import split_build_name
+
+            qemu = f"{split_build_name(qemu)[0]}+{vm.seoib}"
+        return VmClass(qemu, vm.machine, vm.irqchip, vm.ioapic, vm.policy, vm.state, source)
 
     def judge(self, key: VmClass) -> _Judged:
         """A VM class's verdicts, through the (configuration, state) it amounts to."""
@@ -245,7 +259,9 @@ class FleetRun:
         found = self._configs.get(key)
         if found is None:
             qemu, machine, irqchip, ioapic, policy = key
-            if qemu not in build_names() and not os.path.exists(qemu):
+            from machines.i386.designs import split_build_name
+
+            if split_build_name(qemu)[0] not in build_names() and not os.path.exists(qemu):
                 raise DataError(f"unknown QEMU build {qemu!r}")
             # No irqchip: a TCG VM (see the README's field table).
             accel = f"kvm,kernel-irqchip={irqchip}" if irqchip else "tcg"

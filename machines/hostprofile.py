@@ -8,6 +8,10 @@ A host profile is what pre-flight judges a destination by.  Its JSON form::
      "qemu": {"release": "10.2"}            (a build this tool ships)
           or {"import": { ...a machines/qemu-build/v1 document... }}}
 
+``qemu`` may add ``"seoib": "rfc-v2"`` (``none``, ``rfc-v2``, ``gated[:VERSION]``,
+``opt-in``): one of the SEOIB RFC's designs laid over that build.  On the
+command line the same is ``KERNEL/QEMU+DESIGN`` (``linux-7.0/10.2+rfc-v2``).
+
 ``machines probe --qemu BINARY -o FILE`` writes one for this host.  On the
 command line a host is such a file, or a pair of shipped names
 ``KERNEL/QEMU`` (``linux-6.12/10.2``), where KERNEL may be ``host`` (probe
@@ -63,6 +67,14 @@ def from_json(doc: Any, where: str) -> HostProfile:
         build = build_from_import(imported, str(imported["qemu"]["version"]))
     else:
         raise DataError(f"{where}: field qemu needs 'release' or 'import'")
+    if "seoib" in qemu:  # a SEOIB design laid over the host's build
+        from machines.i386.designs import overlay, parse_design
+
+        design = get(qemu, "seoib", str, where)
+        try:
+            build = overlay(build, parse_design(design))
+        except UsageError as err:
+            raise DataError(f"{where}: field qemu.seoib: {err}") from None
     return HostProfile(name, kernel, build, qemu)
 
 
@@ -81,8 +93,13 @@ def from_spec(spec: str) -> HostProfile:
         raise UsageError(f"host '{spec}': give a host-profile file or KERNEL/QEMU such as "
                          f"linux-6.12/10.2 (kernels: host, {', '.join(shipped_names())}; "
                          f"QEMU: {', '.join(build_names())})")
-    if release not in build_names():
-        raise UsageError(f"host '{spec}': unknown QEMU build '{release}' "
-                         f"(known: {', '.join(build_names())})")
-    return HostProfile(spec, kernel_profile(kernel_name), get_build(release),
-                       {"release": release})
+    from machines.i386.designs import split_build_name
+
+    base, design = split_build_name(release)
+    if base not in build_names():
+        raise UsageError(f"host '{spec}': unknown QEMU build '{base}' "
+                         f"(known: {', '.join(build_names())}; add +DESIGN for a SEOIB design)")
+    qemu: dict[str, Any] = {"release": base}
+    if design is not None:
+        qemu["seoib"] = design.label
+    return HostProfile(spec, kernel_profile(kernel_name), get_build(release), qemu)

@@ -25,7 +25,8 @@ KVM_DEVICE = "/dev/kvm"
 
 
 def caps(profile: KernelProfile) -> KernelCaps:
-    return KernelCaps(profile.name, profile.has_enable_flag, profile.has_disable_flag)
+    return KernelCaps(profile.name, profile.has_enable_flag, profile.has_disable_flag,
+                      profile.x2apic_api.system)
 
 
 def cache_path(device: str = KVM_DEVICE) -> str | None:

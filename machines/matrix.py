@@ -127,7 +127,7 @@ def build_matrix(build: Build, kernels: Sequence[KernelProfile],
 _STATE_STATUS = {"RESPECTED": "respected", "QUIRKED": "quirked",
                  "NOT_ADVERTISED": "not-advertised"}
 _STATE_SHORT = {"RESPECTED": "RESP", "QUIRKED": "QRK", "NOT_ADVERTISED": "NADV"}
-_POLICY_SHORT = {"auto": "auto", "quirked": "quirk", "respected": "resp",
+_POLICY_SHORT = {"quirked": "quirk", "respected": "resp",
                  "not-advertised": "nadv"}
 
 

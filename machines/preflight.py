@@ -9,11 +9,13 @@ machine-type-unknown          blocked    the destination QEMU does not register 
 machine-type-deprecated       warning    the destination marks the type deprecated
 alias-not-pinned              warning    the VM was configured with ``pc``/``q35``
 destination-config-invalid    blocked    the destination QEMU would reject the configuration
-seoib-section-unsupported     blocked    state is not QUIRKED and the destination QEMU cannot
-                                         load ``x86-seoib-state``
+seoib-section-unsupported     blocked    the stream carries ``x86-seoib-state`` and the
+                                         destination QEMU has no SEOIB code (design none)
+seoib-destination-abort       blocked    the destination runs the RFC's code, which abort()s
+                                         on a section it cannot apply
 seoib-kernel-api-missing      blocked    the destination kernel lacks the flag the state needs
-seoib-irqchip-mismatch        blocked    state is not QUIRKED and the destination does not
-                                         run a split irqchip
+seoib-irqchip-mismatch        blocked    the stream carries ``x86-seoib-state`` and the
+                                         (opt-in) destination does not run a split irqchip
 ioapic-version-mismatch       blocked    the destination would build another IOAPIC
 compat-drift                  blocked    the machine type resolves a property differently
 ============================  =========  ===================================================
@@ -127,7 +129,8 @@ class Target:
 
 
 def target_of(dest: HostProfile) -> Target:
-    caps = KernelCaps(dest.kernel.name, dest.kernel.has_enable_flag, dest.kernel.has_disable_flag)
+    caps = KernelCaps(dest.kernel.name, dest.kernel.has_enable_flag, dest.kernel.has_disable_flag,
+                      dest.kernel.x2apic_api.system)
     return Target(dest.build, caps, f" on {dest.name}",
                   f"kernel {dest.kernel.name} ({dest.kernel.kernel_release}) on {dest.name}")
 
@@ -233,23 +236,63 @@ def _drift(machine: str, source: Build, destination: Build) -> tuple[DriftItem, 
     return tuple(compat_drift(machine, source, destination))
 
 
+def _quirked_fix(source: Source) -> str:
+    """How this VM gets back to QUIRKED (no section), by the design its QEMU runs."""
+    from machines.i386.designs import GATED, OPT_IN, design_of
+
+    design = design_of(source.config.build).name
+    if design == OPT_IN:
+        return QUIRKED_FIX
+    if design == GATED:
+        return ("power the VM on with a machine type older than the gate (a cold restart) to "
+                "keep it movable to hosts without SEOIB support")
+    return ("the posted code has no setting: only a power-on without a split irqchip "
+            "(kernel-irqchip=on) or on a QEMU without the RFC keeps the VM QUIRKED")
+
+
 def _seoib(source: Source, target: Target, irqchip: str | None) -> list[Reason]:
+    from machines.i386.designs import GATED, NONE, RFC_V2, design_of
+    from machines.i386.seoib import RFC_NOT_SPLIT, RFC_SET_FAILED, UNKNOWN_SECTION
+
     state = source.state
-    if state is None or state is SeoibState.QUIRKED:
-        return []
+    if state is None or state is SeoibState.QUIRKED or source.kernel_irqchip != "split":
+        return []  # no section is sent: the destination starts QUIRKED, as the VM was
+    fix = _quirked_fix(source)
+    design = design_of(target.build).name
     reasons = []
-    if not target.build.seoib_aware:
+    if design == NONE:
         reasons.append(Reason(
             "seoib-section-unsupported", BLOCKED,
             f"the VM's SEOIB state is {state.name}, so its stream carries {SECTION}, which "
-            f"QEMU {target.build.name}{target.where} cannot load",
-            f"{QUIRKED_FIX}, or upgrade the destination to a QEMU with seoib-policy"))
+            f"QEMU {target.build.name}{target.where} cannot load: it refuses the stream with "
+            f"\"{UNKNOWN_SECTION}\"",
+            f"{fix}, or upgrade the destination to a QEMU with the same SEOIB design"))
+        return reasons
+    if design in (RFC_V2, GATED):
+        if irqchip != "split":
+            how = "without KVM" if irqchip is None else f"kernel-irqchip={irqchip}"
+            reasons.append(Reason(
+                "seoib-destination-abort", BLOCKED,
+                f"the VM's stream carries {SECTION} ({state.name}) and the destination would run "
+                f"{how}: QEMU {target.build.name}{target.where} prints \"{RFC_NOT_SPLIT}\" "
+                "and calls abort(): the destination QEMU crashes",
+                "configure the destination with kernel-irqchip=split (libvirt: "
+                "<ioapic driver='qemu'/>), as the source"))
+        elif not target.caps.has(state.flag):
+            reasons.append(Reason(
+                "seoib-destination-abort", BLOCKED,
+                f"the VM's SEOIB state is {state.name}, which needs KVM_X2APIC_API "
+                f"{state.flag_name}; {target.kernel} lacks it, so QEMU {target.build.name} "
+                f"prints \"{RFC_SET_FAILED}\" and calls abort(): the destination QEMU crashes",
+                f"{fix}, or choose a destination whose kernel has the SEOIB API "
+                "(Linux 7.0, 6.18.y, 6.19.y)"))
+        return reasons
     if not target.caps.has(state.flag):
         reasons.append(Reason(
             "seoib-kernel-api-missing", BLOCKED,
             f"the VM's SEOIB state is {state.name}, which needs KVM_X2APIC_API "
             f"{state.flag_name}; {target.kernel} lacks it",
-            f"{QUIRKED_FIX}, or choose a destination whose kernel has the SEOIB API "
+            f"{fix}, or choose a destination whose kernel has the SEOIB API "
             "(Linux 7.0, 6.18.y, 6.19.y)"))
     if irqchip != "split":
         reasons.append(Reason(
@@ -260,7 +303,6 @@ def _seoib(source: Source, target: Target, irqchip: str | None) -> list[Reason]:
             "configure the destination with kernel-irqchip=split (libvirt: "
             "<ioapic driver='qemu'/>), as the source"))
     return reasons
-
 
 
 def judge_all(source: Source, destinations: Sequence[HostProfile],

@@ -41,6 +41,12 @@ def build_names() -> list[str]:
 def get_build(name: str | None = None) -> Build:
     """A build by release name (``10.2``), imported name (``10.0.2``) or file path."""
     name = name or NEWEST
+    if "+" in name:  # BUILD+DESIGN: a SEOIB design laid over a build (machines/i386/designs.py)
+        from machines.i386.designs import overlay, split_build_name
+
+        base, design = split_build_name(name)
+        if design is not None:
+            return overlay(get_build(base), design)
     if name in MODEL_RELEASES:
         return _model_build(name)
     name = VERSION_NAMES.get(name, name)
@@ -113,13 +119,11 @@ def build_from_import(doc: dict[str, Any], name: str) -> Build:
 
     machines = imported_machines(name, doc, _tables_from(doc),
                                  {f.prefix: f.family for f in FAMILIES})
-    qom_props = doc["qom"].get("properties", {})
-    seoib = "seoib-policy" in qom_props.get("kvm-accel", {})
     numbers = tuple(int(x) for x in version.split(".") if x.isdigit())
     return Build(
         name, numbers, "imported", machines,
         [row["name"] for row in doc["listing"]], lambda: _qom_from(doc),
-        package=doc["qemu"].get("package", ""), seoib_aware=seoib,
+        package=doc["qemu"].get("package", ""),
         accel_compat={k: [GlobalProperty(*e) for e in v]
                       for k, v in doc.get("accel_compat", {}).items()},
         provenance=doc.get("provenance", {}),
@@ -127,7 +131,7 @@ def build_from_import(doc: dict[str, Any], name: str) -> Build:
 
 
 def model_doc() -> dict[str, Any]:
-    """The generated model data (compat arrays per release, options, designs)."""
+    """The generated model data (compat arrays per release, options)."""
     return _model_doc()
 
 
@@ -187,7 +191,9 @@ def _model_build(release: str) -> Build:
         name = row["name"]
         machines.append(type(name.replace("-", "_").capitalize(), (MachineType,), {
             "name": name, "build": release, "desc": row["desc"], "prefix": name,
-            "deprecated": bool(row["deprecated"]), "default_kernel_irqchip_split": None,
+            "deprecated": bool(row["deprecated"]),
+            # microvm runs a split irqchip unless told otherwise (as the RFC oracle shows)
+            "default_kernel_irqchip_split": True if name == "microvm" else None,
             "default_cpu_type": row["default_cpu_type"],
             "own_compat": tuple(tables[t] for t in row["tables"]),
             "__doc__": f"{name} as QEMU {release} defines it "

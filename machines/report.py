@@ -34,7 +34,7 @@ def print_json(doc: Any) -> None:
 
 def _build_json(build: Build) -> dict[str, Any]:
     return {"name": build.name, "version": build.version_text, "kind": build.kind,
-            "seoib_aware": build.seoib_aware}
+            "seoib_aware": build.seoib_aware, "seoib_design": build.seoib_design}
 
 
 def listing_json(build: Build) -> dict[str, Any]:
@@ -190,6 +190,7 @@ def seoib_json(d: SeoibDecision) -> dict[str, Any]:
         "warnings": list(d.warnings),
         "trace": [{"rule": s.rule, "message": s.message} for s in d.trace],
         "error": d.error,
+        "aborts": d.aborts,
     }
 
 
@@ -198,7 +199,7 @@ def seoib_text(decisions: list[SeoibDecision]) -> str:
     for d in decisions:
         state = d.state.name if d.state is not None else "none (no KVM LAPIC)"
         if d.error:
-            state = "REFUSED"
+            state = "QEMU ABORTS" if d.aborts else "REFUSED"
         out.write(f"\nSEOIB on kernel {d.kernel}: {state}\n")
         if d.policy is not None and d.policy_source is not None:
             out.write(f"  policy:            {d.policy} ({d.policy_source.describe()})\n")

@@ -31,7 +31,7 @@ _ENUMS: Final[dict[str, tuple[str, ...]]] = {
     "OnOffSplit": ("on", "off", "split"),
     "on|off|split": ("on", "off", "split"),
     "LostTickPolicy": ("discard", "delay", "slew"),
-    "SeoibPolicy": ("auto", "quirked", "respected", "not-advertised"),
+    "SeoibPolicy": ("quirked", "respected", "not-advertised"),  # the opt-in design
 }
 
 TRUE_WORDS: Final = ("on", "yes", "true", "y")

@@ -113,3 +113,21 @@ def zoo_command(build: str):  # -> QemuCommand, or skip / fail under MACHINES_RE
             pytest.fail(reason + " but MACHINES_REQUIRE_ZOO=1")
         pytest.skip(reason)
     return command
+
+# -- the QEMU that carries the SEOIB RFC v2 (../shared/tools/qemu-rfc-seoib) ----
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RFC_QEMU = os.environ.get("MACHINES_RFC_QEMU") or os.path.join(
+    os.path.dirname(REPO), "shared", "tools", "qemu-rfc-seoib")
+
+
+@pytest.fixture(scope="session")
+def rfc_qemu() -> str:
+    """The RFC's own QEMU 10.2.0, or skip (fail under MACHINES_REQUIRE_RFC_QEMU=1)."""
+    if os.access(RFC_QEMU, os.X_OK) and kvm_available():
+        return RFC_QEMU
+    reason = (f"needs the SEOIB RFC's QEMU ({RFC_QEMU}; MACHINES_RFC_QEMU overrides) and a "
+              "usable /dev/kvm")
+    if os.environ.get("MACHINES_REQUIRE_RFC_QEMU") == "1":
+        pytest.fail(reason + " but MACHINES_REQUIRE_RFC_QEMU=1")
+    pytest.skip(reason)

@@ -147,23 +147,36 @@ def test_module_entry_point_and_no_traceback() -> None:
 
 
 def test_resolve_seoib_json_shape(capsys: Any) -> None:
+    # A real build: no SEOIB state change (QUIRKED, no flag, no section).
     code, out, _ = run(capsys, "resolve", "-M", "pc-q35-10.2", "-accel",
-                       "kvm,kernel-irqchip=split", "--kernel", "linux-7.0", "--json")
+                       "kvm,kernel-irqchip=split", "--release", "10.2", "--kernel", "linux-7.0",
+                       "--json")
+    doc = json.loads(out)
+    seoib = doc["seoib"]
+    assert code == 0 and doc["error"] is None
+    assert seoib["state"] == "QUIRKED" and seoib["x2apic_api_flags"] == 0
+    assert seoib["migration_section"] is False and seoib["policy"] is None
+    assert doc["qemu"]["seoib_aware"] is False and doc["qemu"]["seoib_design"] == "none"
+    # The same with the RFC's posted code laid over it: RESPECTED, with the RFC's trace.
+    code, out, _ = run(capsys, "resolve", "-M", "pc-q35-10.2", "-accel",
+                       "kvm,kernel-irqchip=split", "--release", "10.2", "--seoib", "rfc-v2",
+                       "--kernel", "linux-7.0", "--json")
     doc = json.loads(out)
     seoib = doc["seoib"]
     assert code == 0 and doc["error"] is None
     assert seoib["state"] == "RESPECTED" and seoib["x2apic_api_flags"] == 4
-    assert seoib["policy"] == "auto" and seoib["policy_source"]["source"] == "default"
     assert seoib["guest"] == {"lvr_directed_eoi": True, "eoi_broadcast_suppressed": True}
     assert seoib["migration_section"] is True
-    assert [s["rule"] for s in seoib["trace"]][:3] == ["policy", "kvm-lapic", "auto"]
+    rules = [s["rule"] for s in seoib["trace"]]
+    assert rules[:4] == ["design", "kvm-lapic", "ioapic", "set-state"]
+    assert "kvm_lapic_seoib_set_state state=1" in seoib["trace"][3]["message"]
     assert list(doc["seoib_by_kernel"]) == ["linux-7.0"]
 
 
 def test_resolve_refused_exits_1_with_json_and_one_line(capsys: Any) -> None:
     code, out, err = run(capsys, "resolve", "-M", "pc-q35-10.2", "-accel",
                          "kvm,kernel-irqchip=split,seoib-policy=respected", "--kernel",
-                         "linux-6.12", "--json")
+                         "linux-6.12", "--seoib", "opt-in", "--json")
     doc = json.loads(out)
     assert code == 1
     assert "lacks KVM_X2APIC_API ENABLE_SUPPRESS_EOI_BROADCAST" in doc["error"]
@@ -178,7 +191,14 @@ def test_resolve_stream_state_needs_incoming(capsys: Any) -> None:
     code, out, _ = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
                        "-incoming", "defer", "--stream-state", "RESPECTED", "--kernel",
                        "linux-6.12", "--json")
-    assert code == 1 and "cannot load the stream" in json.loads(out)["error"]
+    assert code == 1 and "Unknown savevm section" in json.loads(out)["error"]
+    code, out, err = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
+                       "-incoming", "defer", "--stream-state", "RESPECTED", "--kernel",
+                       "linux-6.12", "--seoib", "rfc-v2", "--json")
+    doc = json.loads(out)
+    assert code == 1 and "QEMU aborts: Failed to set KVM LAPIC SEOIB flags" in doc["error"]
+    assert doc["seoib"]["aborts"] is True
+    assert "QEMU would crash (abort)" in err
 
 
 def test_resolve_without_kvm_lapic_needs_no_kernel(capsys: Any) -> None:
@@ -192,7 +212,7 @@ def test_resolve_judges_every_shipped_kernel_without_one(capsys: Any,
                                                           monkeypatch: Any) -> None:
     monkeypatch.setattr("machines.kernels.host_usable", lambda device="/dev/kvm": False)
     _code, out, _ = run(capsys, "resolve", "-M", "q35", "-accel", "kvm,kernel-irqchip=split",
-                       "--json")
+                        "--seoib", "rfc-v2", "--json")
     states = {k: v["state"] for k, v in json.loads(out)["seoib_by_kernel"].items()}
     assert states == {"linux-6.12": "QUIRKED", "linux-6.18.y-seoib": "RESPECTED",
                       "linux-7.0": "RESPECTED"}
@@ -206,11 +226,22 @@ def test_unknown_kernel_profile(capsys: Any) -> None:
 
 def test_loadvm_check(capsys: Any) -> None:
     code, out, err = run(capsys, "loadvm-check", "--current", "RESPECTED", "--snapshot",
-                         "QUIRKED", "--kernel", "linux-7.0")
+                         "QUIRKED", "--kernel", "linux-7.0", "--seoib", "opt-in")
     assert code == 1 and "fix: restart QEMU with -loadvm" in out
     assert out.count("refused") == 1 and err == ""  # the refusal once, on stdout
+    # the RFC's code loads it and leaves the VM RESPECTED, silently: a warning, not a refusal
+    code, out, err = run(capsys, "loadvm-check", "--current", "RESPECTED", "--snapshot",
+                         "QUIRKED", "--kernel", "linux-7.0", "--seoib", "rfc-v2")
+    assert code == 0 and "warning: the snapshot was QUIRKED but the VM goes on RESPECTED" in out
+    # a real build: a VM is always QUIRKED, and a snapshot with the section is refused
+    code, _, err = run(capsys, "loadvm-check", "--current", "RESPECTED", "--snapshot", "QUIRKED")
+    assert code == 2 and "always QUIRKED" in err
+    code, out, err = run(capsys, "loadvm-check", "--current", "QUIRKED", "--snapshot",
+                         "RESPECTED", "--kernel", "linux-7.0")
+    assert code == 1 and "Unknown savevm section" in out and out.count("refused") == 1
+    assert err == ""
     code, out, _ = run(capsys, "loadvm-check", "--current", "RESPECTED", "--snapshot",
-                       "not-advertised", "--kernel", "linux-7.0", "--json")
+                       "not-advertised", "--kernel", "linux-7.0", "--seoib", "opt-in", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["kernels"]["linux-7.0"]["x2apic_api_flags"] == 8
     code, _, err = run(capsys, "loadvm-check", "--current", "HAPPY", "--snapshot", "QUIRKED")

@@ -22,6 +22,7 @@ from machines.resolve import Resolver
 
 KERNELS = ("linux-6.12", "linux-6.18.y-seoib", "linux-7.0")
 RELEASES = ("10.0", "10.0.2", "10.1", "10.1.2", "10.2")
+DESIGNS = (None, None, "rfc-v2", "gated", "gated:10.1", "opt-in")
 MACHINES = ("pc-q35-10.2", "pc-q35-10.1", "pc-q35-10.0", "pc-q35-9.2", "pc-i440fx-10.2",
             "pc-q35-7.2", "pc-q35-5.0", "q35", "pc", "pc-i440fx-6.2", "pc-q35-2.7")
 
@@ -34,9 +35,12 @@ def random_fleet(directory: Path, seed: int, vms: int, hosts: int) -> tuple[Path
     for i in range(hosts):
         name = f"host-{i}"
         names.append(name)
+        qemu: dict[str, str] = {"release": rng.choice(RELEASES)}
+        design = rng.choice(DESIGNS)
+        if design is not None:
+            qemu["seoib"] = design
         doc = {"schema": "machines/host-profile/v1", "name": name,
-               "kernel": shipped(rng.choice(KERNELS)).to_json(),
-               "qemu": {"release": rng.choice(RELEASES)}}
+               "kernel": shipped(rng.choice(KERNELS)).to_json(), "qemu": qemu}
         (host_dir / f"{name}.json").write_text(json.dumps(doc))
     lines = []
     for i in range(vms):
@@ -47,11 +51,13 @@ def random_fleet(directory: Path, seed: int, vms: int, hosts: int) -> tuple[Path
         if rng.random() < 0.2:
             vm["ioapic"] = rng.choice([0x11, 0x20, "0x11"])
         if rng.random() < 0.3:
-            vm["policy"] = rng.choice(["auto", "quirked", "respected", "not-advertised"])
+            vm["policy"] = rng.choice(["quirked", "respected", "not-advertised"])
         if rng.random() < 0.4:
             vm["state"] = rng.choice(["QUIRKED", "RESPECTED", "NOT_ADVERTISED", "respected"])
         if rng.random() < 0.2:
             vm["qemu"] = rng.choice(RELEASES)
+        if rng.random() < 0.3:
+            vm["seoib"] = rng.choice(DESIGNS[2:])
         lines.append(json.dumps(vm))
     fleet = directory / "vms.jsonl"
     fleet.write_text("\n".join(lines) + "\n")
@@ -61,7 +67,10 @@ def random_fleet(directory: Path, seed: int, vms: int, hosts: int) -> tuple[Path
 def _per_pair(vm: dict[str, Any], hosts: dict[str, Any]) -> dict[str, Any] | str:
     """One VM against every host, directly, without any grouping."""
     source_host = hosts[vm["source_host"]]
-    build = get_build(vm.get("qemu") or source_host.build.name)
+    name = vm.get("qemu") or source_host.build.name
+    if "seoib" in vm:
+        name = f"{name.split('+')[0]}+{vm['seoib']}"
+    build = get_build(name)
     accel = f"kvm,kernel-irqchip={vm['irqchip']}" if "irqchip" in vm else "tcg"
     if "policy" in vm:
         accel += f",seoib-policy={vm['policy']}"
@@ -130,6 +139,7 @@ def test_fleet_input_errors_name_the_line(tmp_path: Path, capsys: Any) -> None:
         ('{"id": "x", "machine": "q35", "ioapic": "eleven"}', "field ioapic must be a number"),
         ('{"id": "x", "machine": "q35", "state": "HAPPY"}', "field state must be"),
         ('{"id": "x", "machine": "q35", "irqchip": "maybe"}', "field irqchip"),
+        ('{"id": "x", "machine": "q35", "seoib": "rfc-v9"}', "field seoib: unknown SEOIB design"),
         ("[1, 2]", "a VM must be a JSON object"),
         ("{not json", "not JSON"),
         ('{"id": "x", "machine": "q35", "source_host": "nope"}', "source_host 'nope'"),

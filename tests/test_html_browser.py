@@ -70,12 +70,12 @@ def test_matrix_page_in_chromium(browser: Any, tmp_path: Path) -> None:
     blocked = browser.find_elements(By.CSS_SELECTOR, 'td[data-status="blocked"]')
     assert blocked, "the fixed inputs have blocked migrations"
     cell = blocked[0]
-    assert "seoib-kernel-api-missing" in cell.get_attribute("title")
+    assert "seoib-destination-abort" in cell.get_attribute("title")
     why = cell.find_element(By.CSS_SELECTOR, ".why")
     assert not why.is_displayed()
     cell.find_element(By.TAG_NAME, "summary").click()
     assert why.is_displayed()
-    assert "seoib-kernel-api-missing" in why.text and "fix:" in why.text
+    assert "seoib-destination-abort" in why.text and "fix:" in why.text
     legend = browser.find_element(By.CSS_SELECTOR, ".legend").text
     assert "blocked" in legend and "ok" in legend
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -110,3 +110,19 @@ def test_matrix_names_on_one_line_and_quirked_has_its_colour(browser: Any,
         assert colour["quirked"] != colour["warn"], colour
     finally:
         browser.set_window_size(1400, 1000)
+
+
+def test_seoib_designs_page_in_chromium(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    page = tmp_path / "designs.html"
+    assert main(["seoib-designs", "--format", "html", "-o", str(page), "--release", "10.2",
+                 "-M", "pc-q35-10.2", "-accel", "kvm,kernel-irqchip=split"]) == 0
+    browser.get(page.as_uri())
+    rows = {r.get_attribute("data-row"): r for r in
+            browser.find_elements(By.CSS_SELECTOR, "table#matrix tr.row")}
+    assert "changes" in rows and "lost:old-kernel" in rows
+    cells = rows["lost:old-kernel"].find_elements(By.CSS_SELECTOR, "td[data-status]")
+    statuses = {c.get_attribute("data-column"): c.get_attribute("data-status") for c in cells}
+    # the posted code loses the old kernels for this VM; opt-in does not
+    assert statuses["rfc-v2"] == "blocked" and statuses["opt-in"] == "ok"

@@ -69,26 +69,54 @@ def test_alias_not_pinned() -> None:
 
 
 def test_seoib_section_unsupported() -> None:
-    d = verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/10.0.2", state=R)
+    d = verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/10.0.2", state=R, release="10.2+opt-in")
     assert codes(d) == ["seoib-section-unsupported"]
     assert "seoib-policy=quirked" in d.reasons[0].fix
+    # QEMU's own refusal is quoted
+    assert "Unknown savevm section or instance 'x86-seoib-state' 0" in d.reasons[0].message
+    d = verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/10.2", state=R, release="10.2+rfc-v2")
+    assert codes(d) == ["seoib-section-unsupported"] and "no setting" in d.reasons[0].fix
     assert codes(verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/10.0.2", state=Q)) == []
 
 
+def test_no_section_without_a_split_irqchip() -> None:
+    # opt-in's not-advertised with KVM's IOAPIC sets DISABLE but sends no section: an
+    # identical host, or one without the SEOIB code, takes the VM.
+    for dest in ("linux-7.0/10.2+opt-in", "linux-7.0/10.2", "linux-6.12/10.2+rfc-v2"):
+        d = verdict("-M pc-q35-10.2 -accel kvm,seoib-policy=not-advertised", dest, state=N,
+                    release="10.2+opt-in")
+        assert codes(d) == [], dest
+
+
 def test_seoib_kernel_api_missing() -> None:
-    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.12/10.2", state=R)
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.12/10.2+opt-in", state=R,
+                release="10.2+opt-in")
     assert codes(d) == ["seoib-kernel-api-missing"]
     assert "restart" in d.reasons[0].fix
-    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.12/10.2", state=N)
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.12/10.2+opt-in", state=N)
     assert "DISABLE_SUPPRESS_EOI_BROADCAST" in d.reasons[0].message
-    assert codes(verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.18.y-seoib/10.2", state=R)) == []
+    assert codes(verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.18.y-seoib/10.2+opt-in",
+                         state=R)) == []
+
+
+def test_seoib_destination_abort_is_a_crash_not_a_refusal() -> None:
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-6.12/10.2+rfc-v2", state=R,
+                release="10.2+rfc-v2")
+    assert codes(d) == ["seoib-destination-abort"] and d.verdict == "blocked"
+    assert "Failed to set KVM LAPIC SEOIB flags" in d.reasons[0].message
+    assert "crashes" in d.reasons[0].message
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2+gated", state=R,
+                release="10.2+rfc-v2", dest_args="-accel kvm")
+    assert "seoib-destination-abort" in codes(d)
+    assert "SEOIB state is only valid for split irqchip mode." in d.reasons[0].message
+    assert codes(verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2+rfc-v2", state=R)) == []
 
 
 def test_seoib_irqchip_mismatch() -> None:
-    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2", state=N,
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2+opt-in", state=N,
                 dest_args="-accel kvm -global ioapic.version=0x11")
     assert "seoib-irqchip-mismatch" in codes(d)
-    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2", state=N,
+    d = verdict(f"-M pc-q35-10.2 {SPLIT}", "linux-7.0/10.2+opt-in", state=N,
                 dest_args=f"{SPLIT}")
     assert "seoib-irqchip-mismatch" not in codes(d)
 
@@ -145,6 +173,11 @@ def test_host_spec_errors() -> None:
         from_spec("linux-3.10/10.2")
     with pytest.raises(UsageError, match="KERNEL/QEMU"):
         from_spec("nonsense")
+    with pytest.raises(UsageError, match="unknown SEOIB design 'rfc-v3'"):
+        from_spec("linux-7.0/10.2+rfc-v3")
+    host = from_spec("linux-7.0/10.2+gated:11.2")
+    assert host.build.name == "10.2+gated:11.2" and host.qemu == {"release": "10.2",
+                                                                  "seoib": "gated:11.2"}
 
 
 # -- libvirt
@@ -193,8 +226,8 @@ def _reasons(doc: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def test_libvirt_source_gives_the_verdict_of_its_command_line(capsys: Any) -> None:
-    dests = ["--dest", "linux-7.0/10.0.2", "--dest", "linux-6.12/10.2",
-             "--source-host", "linux-7.0/10.2", "--json"]
+    dests = ["--dest", "linux-7.0/10.0.2", "--dest", "linux-6.12/10.2+rfc-v2",
+             "--source-host", "linux-7.0/10.2+rfc-v2", "--json"]
     code_xml, from_xml = _run(capsys, "preflight", "--libvirt",
                               str(FIXTURES / "respected-by-global.xml"), *dests)
     _, args = read_domain(FIXTURES / "respected-by-global.xml")
@@ -202,9 +235,10 @@ def test_libvirt_source_gives_the_verdict_of_its_command_line(capsys: Any) -> No
     assert code_xml == code_args == 3
     assert from_xml["destinations"] == from_args["destinations"]
     assert _reasons(from_xml) == {"linux-7.0/10.0.2": ["seoib-section-unsupported"],
-                                  "linux-6.12/10.2": ["seoib-kernel-api-missing"]}
+                                  "linux-6.12/10.2+rfc-v2": ["seoib-destination-abort"]}
     code, doc = _run(capsys, "preflight", "--libvirt", str(FIXTURES / "win11-split.xml"),
-                     "--dest", "linux-7.0/10.2", "--source-host", "linux-7.0/10.2", "--json")
+                     "--dest", "linux-7.0/10.2+rfc-v2", "--source-host",
+                     "linux-7.0/10.2+rfc-v2", "--json")
     assert code == 0 and doc["source"]["seoib"]["state"] == "RESPECTED"
 
 
@@ -221,9 +255,11 @@ def test_cli_json_shape_and_one_line_errors(capsys: Any) -> None:
         (["preflight", "--dest", "bogus", "-M", "q35"], "KERNEL/QEMU"),
         (["preflight", "--dest", "linux-7.0/10.2", "--cmdline", "qemu-system-x86_64",
           "-M", "q35"], "describe the source VM once"),
-        (["preflight", "--dest", "linux-7.0/10.2", "--source-host", "linux-7.0/10.2",
-          "-M", "q35", "-accel", "kvm,kernel-irqchip=split,seoib-policy=respected",
-          "-global", "ioapic.version=0x11"], "would not power on"),
+        (["preflight", "--dest", "linux-7.0/10.2", "--source-host", "linux-6.12/10.2+opt-in",
+          "-M", "q35", "-accel", "kvm,kernel-irqchip=split,seoib-policy=respected"],
+         "would not power on"),
+        (["preflight", "--dest", "linux-7.0/10.2", "--seoib", "rfc-v3", "-M", "q35"],
+         "unknown SEOIB design"),
     ]:
         assert main(argv) == 2
         err = capsys.readouterr().err
@@ -245,30 +281,30 @@ def real_host(qemu_binary: str, real_kvm: Any, tmp_path_factory: Any) -> Path:
 def test_end_to_end_with_the_real_kernel_and_qemu(real_host: Path, capsys: Any) -> None:
     here = str(real_host)
     capsys.readouterr()
-    old_kernel = "linux-6.12/10.2"
-    # pc-q35-10.2 with a split irqchip, powered on here: RESPECTED (this kernel has the API).
+    old_kernel = "linux-6.12/10.2+rfc-v2"
+    # pc-q35-10.2, split irqchip, rfc-v2, powered on here: RESPECTED (this kernel has the API).
     code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.2", "-accel",
-                     "kvm,kernel-irqchip=split", "--dest", old_kernel, "--dest", here, "--json")
+                     "kvm,kernel-irqchip=split", "--seoib", "rfc-v2", "--dest", old_kernel,
+                     "--dest", here, "--json")
     assert doc["source"]["kernel"] == "host" and doc["source"]["seoib"]["state"] == "RESPECTED"
     assert code == 3
-    assert _reasons(doc) == {old_kernel: ["seoib-kernel-api-missing"],
+    assert _reasons(doc) == {old_kernel: ["seoib-destination-abort"],
                              "here": ["machine-type-unknown"]}
-    # pc-q35-10.0 opted in with seoib-policy=respected: only the section blocks QEMU 10.0.2.
+    # pc-q35-10.0 under rfc-v2: only the section blocks QEMU 10.0.2.
     code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.0", "-accel",
-                     "kvm,kernel-irqchip=split,seoib-policy=respected", "--dest", here, "--json")
+                     "kvm,kernel-irqchip=split", "--seoib", "rfc-v2", "--dest", here, "--json")
     assert code == 3 and _reasons(doc) == {"here": ["seoib-section-unsupported"]}
-    # The same VMs with seoib-policy=quirked pass towards hosts that know their machine type...
-    code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.0", "-accel",
-                     "kvm,kernel-irqchip=split,seoib-policy=quirked", "--dest", here,
-                     "--dest", old_kernel, "--json")
-    assert code == 0 and _reasons(doc) == {"here": [], old_kernel: []}
+    # The same VM on a real build (design none), or with KVM's IOAPIC under rfc-v2: QUIRKED.
+    for extra in ([], ["--seoib", "rfc-v2"]):
+        irqchip = "kvm" if extra else "kvm,kernel-irqchip=split"
+        code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.0", "-accel", irqchip, *extra,
+                         "--dest", here, "--dest", old_kernel, "--json")
+        assert code == 0 and _reasons(doc) == {"here": [], old_kernel: []}
+        assert doc["source"]["seoib"]["state"] == "QUIRKED"
+    # opt-in leaves every VM QUIRKED unless asked.
     code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.2", "-accel",
-                     "kvm,kernel-irqchip=split,seoib-policy=quirked", "--dest", old_kernel,
-                     "--json")
-    assert code == 0 and _reasons(doc) == {old_kernel: []}
-    # ...and so does any pc-q35-10.1 VM with the default policy (quirked by compat).
-    code, doc = _run(capsys, "preflight", "-M", "pc-q35-10.1", "-accel",
-                     "kvm,kernel-irqchip=split", "--dest", old_kernel, "--json")
+                     "kvm,kernel-irqchip=split", "--seoib", "opt-in", "--dest",
+                     "linux-6.12/10.2+opt-in", "--json")
     assert code == 0 and doc["source"]["seoib"]["state"] == "QUIRKED"
 
 
@@ -304,6 +340,21 @@ def test_live_qmp_source_gives_the_verdict_of_its_command_line(qemu_binary: str,
     assert live["source"]["kernel_irqchip"] == ("split" if kvm else None)
     assert live["source"]["ioapic"] == {"type": "ioapic", "version": 0x20}
     assert live["source"]["described_by"].startswith("the running QEMU 10.0.2")
+
+
+def test_host_profile_names_its_design(tmp_path: Path) -> None:
+    from machines.hostprofile import load, save
+
+    profile = HostProfile("h1", shipped("linux-7.0"), get_build("10.1+rfc-v2"),
+                          {"release": "10.1", "seoib": "rfc-v2"})
+    save(profile, tmp_path / "h1.json")
+    back = load(tmp_path / "h1.json")
+    assert back.build.name == "10.1+rfc-v2" and back.build.seoib_aware
+    doc = json.loads((tmp_path / "h1.json").read_text())
+    doc["qemu"]["seoib"] = "sometimes"
+    (tmp_path / "h2.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"field qemu\.seoib: unknown SEOIB design 'sometimes'"):
+        load(tmp_path / "h2.json")
 
 
 def test_host_profile_file_round_trip(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ from machines.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
 FORMATS = ("text", "md", "csv", "json", "html")
-MATRIX = ["matrix", "--release", "10.2", "--source-kernel", "linux-7.0", "--since", "9.2",
-          "--dest", "linux-6.12/10.2", "--dest", "linux-7.0/10.0.2", "--dest", "linux-7.0/10.1",
-          "--color", "never"]
+MATRIX = ["matrix", "--release", "10.2", "--seoib", "rfc-v2", "--source-kernel", "linux-7.0",
+          "--since", "9.2", "--dest", "linux-6.12/10.2+rfc-v2", "--dest", "linux-7.0/10.0.2",
+          "--dest", "linux-7.0/10.2+rfc-v2", "--color", "never"]
 MATRIX_REMOVED = ["matrix", "--release", "10.1", "--source-kernel", "linux-6.12",
                   "--family", "q35", "--include-removed", "--since", "4.0",
                   "--dest", "linux-6.12/10.1.2", "--color", "never"]
@@ -73,7 +73,7 @@ def test_text_fits_100_columns_with_4_kernels_and_8_hosts(capsys: Any, tmp_path:
 def test_colour_only_when_asked_or_on_a_tty(capsys: Any) -> None:
     assert main(["matrix", "--since", "10.2", "--source-kernel", "linux-7.0"]) == 0
     assert "\033[" not in capsys.readouterr().out  # captured stdout is not a tty
-    assert main(["matrix", "--since", "10.2", "--source-kernel", "linux-7.0",
+    assert main(["matrix", "--since", "10.2", "--source-kernel", "linux-7.0", "--seoib", "rfc-v2",
                  "--color", "always"]) == 0
     assert "\033[32m" in capsys.readouterr().out
 
@@ -84,16 +84,21 @@ def test_matrix_json_rows_and_reasons(tmp_path: Path) -> None:
     rows = {r["machine"]: r for r in doc["rows"]}
     assert list(rows)[:3] == ["pc-i440fx-10.2", "pc-i440fx-10.1", "pc-i440fx-10.0"]
     new = rows["pc-q35-10.2"]
-    assert new["seoib_policy"] == {"value": "auto",
-                                   "source": "default: type default (new or changed in QEMU 10.2)"}
+    assert new["seoib_policy"]["value"] is None  # the posted code has no user setting
     assert new["states"]["linux-6.12"]["state"] == "QUIRKED"
+    assert "rfc-fallback" in [s["rule"] for s in new["states"]["linux-6.12"]["trace"]]
     assert new["states"]["linux-7.0"]["state"] == "RESPECTED"
-    assert [r["code"] for r in new["verdicts"]["linux-6.12/10.2"]["reasons"]] == [
-        "seoib-kernel-api-missing"]
+    assert [r["code"] for r in new["verdicts"]["linux-6.12/10.2+rfc-v2"]["reasons"]] == [
+        "seoib-destination-abort"]
     assert [r["code"] for r in new["verdicts"]["linux-7.0/10.0.2"]["reasons"]] == [
         "machine-type-unknown"]
-    assert rows["pc-q35-10.1"]["seoib_policy"]["value"] == "quirked"
-    assert rows["pc-q35-10.1"]["verdicts"]["linux-6.12/10.2"]["verdict"] == "ok"
+    # no machine-type gate: an old type changes too, and can no longer go to QEMU 10.0.2
+    assert rows["pc-q35-10.0"]["states"]["linux-7.0"]["state"] == "RESPECTED"
+    assert [r["code"] for r in rows["pc-q35-10.0"]["verdicts"]["linux-7.0/10.0.2"]["reasons"]
+            ] == ["seoib-section-unsupported"]
+    assert new["verdicts"]["linux-7.0/10.2+rfc-v2"]["verdict"] == "ok"
+    doc = json.loads(_produce([*MATRIX[:3], *MATRIX[5:]], "json", tmp_path))
+    assert {r["states"]["linux-7.0"]["state"] for r in doc["rows"]} == {"QUIRKED"}
 
 
 def test_matrix_filters_and_removed_types(tmp_path: Path) -> None:

@@ -36,87 +36,99 @@ def decision(args: str, kernel: KernelCaps = NEW, release: str = "10.2",
 
 
 SPLIT = "-accel kvm,kernel-irqchip=split"
+RFC, OPT = "10.2+rfc-v2", "10.2+opt-in"
 
-# (release, QEMU args, kernel, stream, state, flags, lvr bit 24, suppressed, section,
+# (build, QEMU args, kernel, stream, state, flags, lvr bit 24, suppressed, section,
 #  rules that must fire in this order, text the error contains)
 ROWS: list[tuple[Any, ...]] = [
-    # the model's 10.2, split irqchip, default policy auto
-    ("10.2", f"-M pc-q35-10.2 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
-     ["policy", "kvm-lapic", "auto", "kernel", "guest", "migration"], None),
-    ("10.2", f"-M pc-i440fx-10.2 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
-     ["auto", "kernel"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT}", OLD, None, Q, 0, True, False, False,
-     ["auto", "auto-fallback", "guest"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x11", NEW, None, N, DISABLE,
-     False, False, True, ["auto", "kernel"], None),
-    ("10.2", "-M q35,kernel-irqchip=split -accel kvm", NEW, None, R, ENABLE, True, True, True,
-     ["auto"], None),
-    # machine types up to 10.1 carry seoib-policy=quirked in pc_compat_10_1
-    ("10.2", f"-M pc-q35-10.1 {SPLIT}", NEW, None, Q, 0, True, False, False,
-     ["policy", "kvm-lapic", "quirked", "guest"], None),
-    ("10.2", f"-M pc-q35-5.0 {SPLIT}", NEW, None, Q, 0, True, False, False, ["quirked"], None),
-    ("10.2", f"-M pc-q35-10.1 {SPLIT},seoib-policy=respected", NEW, None, R, ENABLE, True, True,
-     True, ["policy", "kvm-lapic", "respected"], None),
-    ("10.2", f"-M pc-q35-10.1 {SPLIT} -global kvm-accel.seoib-policy=auto", NEW, None, R,
-     ENABLE, True, True, True, ["auto"], None),
-    ("10.2", "-M pc-q35-10.1 -accel kvm,kernel-irqchip=split,seoib-policy=quirked "
-             "-global kvm-accel.seoib-policy=auto", NEW, None, Q, 0, True, False, False,
-     ["quirked"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT},seoib-policy=not-advertised", NEW, None, N, DISABLE,
-     False, False, True, ["not-advertised"], None),
-    # explicit policies the kernel or the IOAPIC cannot honour
-    ("10.2", f"-M pc-q35-10.2 {SPLIT},seoib-policy=respected", OLD, None, None, 0, False, False,
-     False, ["refused"], "lacks KVM_X2APIC_API ENABLE_SUPPRESS_EOI_BROADCAST"),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT},seoib-policy=not-advertised", OLD, None, None, 0, False,
-     False, False, ["refused"], "DISABLE_SUPPRESS_EOI_BROADCAST"),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT},seoib-policy=respected -global ioapic.version=0x11", NEW,
-     None, None, 0, False, False, False, ["refused"], "has no EOI register"),
-    # in-kernel irqchip (the KVM default): IOAPIC 0x11, never advertised
-    ("10.2", "-M pc-q35-10.2 -accel kvm", NEW, None, Q, 0, False, False, False,
-     ["kvm-lapic", "auto-in-kernel", "guest"], None),
-    ("10.2", "-M pc-q35-10.2 -accel kvm,seoib-policy=not-advertised", NEW, None, N, DISABLE,
-     False, False, True, ["not-advertised"], None),
-    ("10.2", "-M pc-q35-10.2 -accel kvm,seoib-policy=respected", NEW, None, None, 0, False,
-     False, False, ["refused"], "needs kernel-irqchip=split"),
-    ("10.2", "-M pc-q35-10.2 -accel kvm,seoib-policy=not-advertised", OLD, None, None, 0,
-     False, False, False, ["refused"], "lacks"),
-    # no KVM LAPIC
-    ("10.2", "-M pc-q35-10.2 -accel kvm,kernel-irqchip=off", NEW, None, None, 0, False, False,
-     False, ["no-kvm-lapic", "guest"], None),
-    ("10.2", "-M pc-q35-10.2 -accel kvm,kernel-irqchip=off,seoib-policy=respected", NEW, None,
-     None, 0, False, False, False, ["no-kvm-lapic", "refused"], "needs KVM's in-kernel LAPIC"),
-    ("10.2", "-M pc-q35-10.2", NEW, None, None, 0, False, False, False, ["no-kvm-lapic"], None),
-    ("10.2", "-M pc-q35-10.2 -global kvm-accel.seoib-policy=not-advertised", NEW, None, None, 0,
-     False, False, False, ["refused"], "but this VM runs without KVM"),
-    # x2APIC off in the guest CPU: the flag is still set, the guest sees nothing
-    ("10.2", f"-M pc-q35-10.2 {SPLIT} -cpu qemu64,-x2apic", NEW, None, R, ENABLE, False, False,
-     True, ["auto", "guest"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT} -cpu qemu64,x2apic=off", NEW, None, R, ENABLE, False,
-     False, True, ["guest"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT} -cpu host", NEW, None, R, ENABLE, True, True, True,
-     ["guest"], None),
-    # SEOIB-unaware builds never set a flag
+    # every real build (design none): QUIRKED, no flag, no section
+    ("10.2", f"-M pc-q35-10.2 {SPLIT}", NEW, None, Q, 0, True, False, False,
+     ["seoib-unaware", "kvm-lapic", "guest"], None),
     ("10.0", f"-M pc-q35-2.7 {SPLIT}", NEW, None, Q, 0, True, False, False,
      ["seoib-unaware", "kvm-lapic", "guest"], None),
     ("10.0.2", f"-M pc-q35-10.0 {SPLIT}", NEW, None, Q, 0, True, False, False,
      ["seoib-unaware"], None),
     ("10.1", "-M pc-q35-10.1 -accel kvm", NEW, None, Q, 0, False, False, False,
      ["seoib-unaware"], None),
-    # -incoming / -loadvm: the stream decides
-    ("10.2", f"-M pc-q35-10.2 {SPLIT} -incoming defer", NEW, None, Q, 0, True, False, False,
-     ["deferred", "stream", "guest"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT} -incoming defer", NEW, R, R, ENABLE, True, True, True,
-     ["deferred", "stream"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT},seoib-policy=respected -incoming defer", NEW, Q, Q, 0,
-     True, False, False, ["deferred"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT} -loadvm snap1", NEW, N, N, DISABLE, False, False, True,
-     ["deferred"], None),
-    ("10.2", f"-M pc-q35-10.2 {SPLIT} -incoming defer", OLD, R, None, 0, False, False, False,
-     ["deferred", "refused"], "cannot load the stream"),
-    ("10.2", "-M pc-q35-10.2 -accel kvm -incoming defer", NEW, R, None, 0, False, False, False,
-     ["refused"], "only QUIRKED is possible without a split irqchip"),
     ("10.0.2", f"-M pc-q35-10.0 {SPLIT} -incoming defer", NEW, R, None, 0, False, False, False,
-     ["seoib-unaware", "refused"], "cannot load the stream's x86-seoib-state"),
+     ["seoib-unaware", "refused"], "Unknown savevm section or instance 'x86-seoib-state' 0"),
+    # rfc-v2: split irqchip under KVM; the IOAPIC version from -global only
+    (RFC, f"-M pc-q35-10.2 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
+     ["design", "kvm-lapic", "ioapic", "set-state", "guest", "migration"], None),
+    (RFC, f"-M pc-i440fx-5.0 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
+     ["set-state"], None),
+    (RFC, f"-M microvm {SPLIT}", NEW, None, R, ENABLE, True, True, True,
+     ["rfc-microvm", "set-state"], None),
+    (RFC, "-M microvm -accel kvm", NEW, None, R, ENABLE, True, True, True, ["set-state"], None),
+    (RFC, f"-M none {SPLIT}", NEW, None, Q, 0, True, False, False, ["no-x86-cpus-init"], None),
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x11", NEW, None, N, DISABLE, False,
+     False, True, ["ioapic", "set-state"], None),
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x11 -global ioapic.version=0x20",
+     NEW, None, N, DISABLE, False, False, True,
+     ["ioapic", "rfc-first-global", "rfc-ioapic-mismatch", "set-state"], None),
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x20 -global ioapic.version=0x11",
+     NEW, None, R, ENABLE, True, True, True, ["rfc-first-global", "rfc-ioapic-mismatch"], None),
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -global ioapic-common.version=17", NEW, None, N, DISABLE,
+     False, False, True, ["set-state"], None),
+    ("10.0+rfc-v2", f"-M pc-q35-2.7 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
+     ["ioapic", "rfc-ioapic-mismatch", "set-state"], None),
+    (RFC, f"-M pc-q35-10.2 {SPLIT}", OLD, None, Q, 0, True, False, False,
+     ["kernel-check", "rfc-fallback", "guest"], None),
+    (RFC, "-M pc-q35-10.2 -accel kvm", NEW, None, Q, 0, False, False, False,
+     ["in-kernel", "guest"], None),
+    (RFC, "-M pc-q35-10.2 -accel kvm,kernel-irqchip=off", NEW, None, None, 0, False, False,
+     False, ["no-kvm-lapic"], None),
+    (RFC, "-M pc-q35-10.2 -accel tcg", NEW, None, None, 0, False, False, False,
+     ["no-kvm-lapic"], None),
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -cpu qemu64,-x2apic", NEW, None, R, ENABLE, False, False,
+     True, ["set-state", "guest"], None),
+    # rfc-v2 -incoming: nothing at power-on; the section sets the state, or abort()s
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -incoming defer", NEW, None, Q, 0, True, False, False,
+     ["deferred", "stream", "guest"], None),
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x11 -incoming defer", NEW, R, R,
+     ENABLE, True, True, True, ["deferred", "set-state"], None),
+    (RFC, "-M pc-q35-10.2 -accel kvm -incoming defer", NEW, R, None, 0, False, False, False,
+     ["deferred", "rfc-abort", "refused"], "SEOIB state is only valid for split irqchip mode."),
+    (RFC, "-M pc-q35-10.2 -accel tcg -incoming defer", NEW, R, None, 0, False, False, False,
+     ["rfc-abort"], "SEOIB state is only valid for split irqchip mode."),
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -incoming defer", OLD, R, None, 0, False, False, False,
+     ["set-state-failed", "rfc-abort"], "Failed to set KVM LAPIC SEOIB flags"),
+    (RFC, f"-M pc-q35-10.2 {SPLIT} -loadvm snap1", NEW, None, R, ENABLE, True, True, True,
+     ["set-state", "rfc-loadvm-silent"], None),
+    # gated: the RFC code for types from the gate on (default: the build's next version)
+    ("10.2+gated", f"-M pc-q35-10.2 {SPLIT}", NEW, None, Q, 0, True, False, False,
+     ["design", "gate"], None),
+    ("10.2+gated", f"-M pc-q35-11.0 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
+     ["set-state"], None),
+    ("10.2+gated", f"-M q35 {SPLIT}", NEW, None, R, ENABLE, True, True, True, ["set-state"], None),
+    ("10.2+gated:10.1", f"-M pc-i440fx-10.1 {SPLIT}", NEW, None, R, ENABLE, True, True, True,
+     ["set-state"], None),
+    ("10.2+gated:10.1", f"-M pc-i440fx-10.0 {SPLIT}", NEW, None, Q, 0, True, False, False,
+     ["gate"], None),
+    # opt-in: seoib-policy, default quirked, no gating, no IOAPIC lookup
+    (OPT, f"-M pc-q35-10.2 {SPLIT}", NEW, None, Q, 0, True, False, False,
+     ["policy", "kvm-lapic", "quirked", "guest"], None),
+    (OPT, f"-M pc-q35-5.0 {SPLIT},seoib-policy=respected", NEW, None, R, ENABLE, True, True,
+     True, ["policy", "kvm-lapic", "respected"], None),
+    (OPT, f"-M pc-q35-10.2 {SPLIT},seoib-policy=respected -global ioapic.version=0x11", NEW,
+     None, R, ENABLE, True, True, True, ["no-ioapic-lookup", "respected"], None),
+    (OPT, f"-M pc-q35-10.2 {SPLIT},seoib-policy=not-advertised", NEW, None, N, DISABLE,
+     False, False, True, ["not-advertised"], None),
+    (OPT, f"-M pc-q35-10.2 {SPLIT},seoib-policy=respected", OLD, None, None, 0, False, False,
+     False, ["refused"], "lacks KVM_X2APIC_API ENABLE_SUPPRESS_EOI_BROADCAST"),
+    # no design sends the section without a split irqchip
+    (OPT, "-M pc-q35-10.2 -accel kvm,seoib-policy=not-advertised", NEW, None, N, DISABLE,
+     False, False, False, ["not-advertised", "migration"], None),
+    (OPT, "-M pc-q35-10.2 -accel kvm,seoib-policy=respected", NEW, None, None, 0, False,
+     False, False, ["refused"], "needs kernel-irqchip=split"),
+    (OPT, "-M pc-q35-10.2 -accel kvm,kernel-irqchip=off,seoib-policy=respected", NEW, None,
+     None, 0, False, False, False, ["no-kvm-lapic", "refused"], "needs KVM's in-kernel LAPIC"),
+    (OPT, f"-M pc-q35-10.2 {SPLIT} -incoming defer", NEW, R, R, ENABLE, True, True, True,
+     ["deferred", "stream"], None),
+    (OPT, f"-M pc-q35-10.2 {SPLIT} -incoming defer", OLD, R, None, 0, False, False, False,
+     ["deferred", "refused"], "cannot load the stream"),
+    (OPT, "-M pc-q35-10.2 -accel kvm -incoming defer", NEW, R, None, 0, False, False, False,
+     ["refused"], "only QUIRKED is possible without a split irqchip"),
 ]
 
 
@@ -138,14 +150,39 @@ def test_decision_table(row: tuple[Any, ...]) -> None:
 
 
 def test_policy_sources() -> None:
-    d = decision(f"-M pc-q35-10.1 {SPLIT}")
-    assert d.policy_source is not None and d.policy_source.table == "pc_compat_10_1"
-    d = decision(f"-M pc-q35-10.2 {SPLIT}")
-    assert d.policy_source is not None and d.policy_source.kind == "default"
-    d = decision(f"-M pc-q35-10.2 {SPLIT},seoib-policy=quirked")
+    d = decision(f"-M pc-q35-10.2 {SPLIT}", release=OPT)
+    assert d.policy == "quirked" and d.policy_source is not None
+    assert d.policy_source.kind == "default"
+    d = decision(f"-M pc-q35-10.2 {SPLIT},seoib-policy=respected", release=OPT)
     assert d.policy_source is not None and d.policy_source.kind == "accel"
-    d = decision(f"-M pc-q35-10.2 {SPLIT} -global kvm-accel.seoib-policy=quirked")
-    assert d.policy_source is not None and d.policy_source.kind == "global"
+    d = decision(f"-M pc-q35-10.2 {SPLIT}", release=RFC)
+    assert d.policy is None  # the posted code has no user setting
+
+
+def test_no_real_build_reports_seoib() -> None:
+    from machines.registry import build_names
+
+    for name in build_names():
+        build = get_build(name)
+        assert not build.seoib_aware, name
+        assert "seoib-policy" not in build.qom.properties("kvm-accel"), name
+    assert get_build("10.2+opt-in").seoib_aware
+    assert "seoib-policy" in get_build("10.2+opt-in").qom.properties("kvm-accel")
+    assert "seoib-policy" not in get_build("10.2+rfc-v2").qom.properties("kvm-accel")
+
+
+def test_gated_adds_the_next_machine_type_to_any_build() -> None:
+    for base in ("10.0", "10.1", "10.2", "10.0.2"):
+        plain = get_build(base)
+        gated = get_build(f"{base}+gated")
+        newest = max(m.version.numbers for m in plain.registered()
+                     if m.family and m.version is not None)
+        gate = f"{newest[0] + 1}.0" if newest[1] == 2 else f"{newest[0]}.{newest[1] + 1}"
+        assert f"pc-q35-{gate}" in gated.machines and f"pc-q35-{gate}" not in plain.machines
+        assert gated.find("q35").name == f"pc-q35-{gate}"  # type: ignore[union-attr]
+        assert gated.default_machine.name == f"pc-i440fx-{gate}"  # type: ignore[union-attr]
+        assert plain.find("q35").name != f"pc-q35-{gate}"  # type: ignore[union-attr]
+    assert "pc-q35-11.2" in get_build("10.2+gated:pc-q35-11.2").machines
 
 
 def test_unaware_build_ignores_global_for_the_accelerator_like_qemu() -> None:
@@ -155,39 +192,45 @@ def test_unaware_build_ignores_global_for_the_accelerator_like_qemu() -> None:
     assert Resolver(config).kernel_irqchip().value == "on"  # type: ignore[union-attr]
 
 
-SWEEP_MACHINES = ["pc-q35-10.2", "pc-q35-10.1", "pc-i440fx-6.0"]
+SWEEP_MACHINES = ["pc-q35-10.2", "pc-q35-10.1", "pc-i440fx-6.0", "microvm"]
 SWEEP_IRQCHIP = ["", ",kernel-irqchip=on", ",kernel-irqchip=split", ",kernel-irqchip=off"]
 SWEEP_IOAPIC = ["", " -global ioapic.version=0x11", " -global ioapic.version=0x20"]
-SWEEP_POLICY = ["", ",seoib-policy=auto", ",seoib-policy=quirked", ",seoib-policy=respected",
-                ",seoib-policy=not-advertised", " -global kvm-accel.seoib-policy=respected"]
+SWEEP_POLICY = ["", ",seoib-policy=quirked", ",seoib-policy=respected",
+                ",seoib-policy=not-advertised"]
 SWEEP_STREAM: list[tuple[str, SeoibState | None]] = [
     ("", None), (" -incoming defer", None), (" -incoming defer", R), (" -loadvm s", N)]
+SWEEP_BUILDS = ["10.2", "10.0.2", RFC, "10.2+gated", OPT]
 
 
 @pytest.mark.parametrize("kernel", [NEW, OLD], ids=["linux-7.0", "linux-6.12"])
-def test_invariants_over_the_sweep(kernel: KernelCaps) -> None:
+@pytest.mark.parametrize("release", SWEEP_BUILDS)
+def test_invariants_over_the_sweep(kernel: KernelCaps, release: str) -> None:
     seen: set[Any] = set()
     for machine, irq, pic, policy, (inc, stream) in itertools.product(
             SWEEP_MACHINES, SWEEP_IRQCHIP, SWEEP_IOAPIC, SWEEP_POLICY, SWEEP_STREAM):
-        accel_policy = policy if policy.startswith(",") else ""
-        glob = policy if policy.startswith(" ") else ""
-        args = f"-M {machine} -accel kvm{irq}{accel_policy}{pic}{glob}{inc}"
-        d = decision(args, kernel, stream=stream)
+        if (policy and release != OPT) or machine not in get_build(release).machines:
+            continue
+        args = f"-M {machine} -accel kvm{irq}{policy}{pic}{inc}"
+        d = decision(args, kernel, release, stream=stream)
         seen.add(d.state)
+        split = "kernel-irqchip=split" in args or (machine == "microvm" and not irq)
         assert d.flags == (d.state.flag if d.state and not d.error else 0), args
         assert not (d.refused and (d.flags or d.migration_section)), args
-        assert d.migration_section == (d.state in (R, N) and not d.refused), args
+        # the section goes with a state other than QUIRKED, and only with a split irqchip
+        assert d.migration_section == (d.state in (R, N) and not d.refused and split), args
+        if release in ("10.2", "10.0.2"):
+            assert d.flags == 0 and not d.migration_section, args
         if d.eoi_broadcast_suppressed:
-            assert d.state is R and "kernel-irqchip=split" in args, args
+            assert d.state is R and split, args
         if d.flags & ENABLE:
-            assert kernel.enable and "kernel-irqchip=split" in args
-        if "kernel-irqchip=split" not in args and d.state in (R,):
-            raise AssertionError(args)
+            assert kernel.enable and split, args
         if not d.refused and d.state is not None and d.state is not Q:
             assert kernel.has(d.state.flag)
-        if not inc and not glob and not accel_policy and machine != "pc-q35-10.2" \
-                and machine != "pc-i440fx-10.2":
-            assert d.flags == 0, f"{args}: an old machine type with no user policy set a flag"
+        if release == OPT and not inc and not policy:
+            assert d.flags == 0, f"{args}: opt-in set a flag nobody asked for"
+        if release == "10.2+gated" and not inc and machine != "microvm":
+            assert d.flags == 0, f"{args}: a type older than the gate set a flag"
+        assert not d.aborts or release in (RFC, "10.2+gated"), args
     assert {Q, None} <= seen
 
 
@@ -214,6 +257,17 @@ def test_snapshot_restore(row: tuple[Any, ...]) -> None:
     assert (result.allowed, result.flags) == (allowed, flags)
     if snapshot is Q and current is not Q:
         assert result.fix is not None and "-loadvm" in result.fix
+
+
+def test_rfc_restore_of_a_snapshot_without_the_section_is_silent() -> None:
+    r = check_restore(R, Q, NEW, design="rfc-v2")
+    assert r.allowed and r.flags == 0 and r.warning is not None and "silently" in r.warning
+    r = check_restore(Q, R, OLD, design="rfc-v2")
+    assert not r.allowed and r.aborts and "Failed to set KVM LAPIC SEOIB flags" in r.reason
+    r = check_restore(Q, R, NEW, kernel_irqchip="on", design="rfc-v2")
+    assert r.aborts and "only valid for split irqchip" in r.reason
+    r = check_restore(Q, R, NEW, design="none")
+    assert not r.allowed and "Unknown savevm section" in r.reason
 
 
 def test_restore_respected_needs_split() -> None:

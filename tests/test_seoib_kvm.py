@@ -40,13 +40,15 @@ def host(real_kvm: Kvm) -> Any:
 
 def _configurations() -> list[tuple[str, str, SeoibState | None]]:
     rows = [(r[0], r[1], r[3]) for r in ROWS]
-    for machine in SWEEP_MACHINES:
-        for irq in SWEEP_IRQCHIP:
-            for pic in SWEEP_IOAPIC:
-                for policy in SWEEP_POLICY[:5]:
-                    rows.append(("10.2", f"-M {machine} -accel kvm{irq}{policy}{pic}", None))
-    for cpu in ("", " -cpu qemu64,-x2apic", " -cpu Skylake-Server", " -cpu host"):
-        rows.append(("10.2", f"-M q35 -accel kvm,kernel-irqchip=split{cpu}", None))
+    # every design laid over the newest release; seoib-policy only where opt-in has it
+    for release in ("10.2", "10.2+rfc-v2", "10.2+gated:10.1", "10.2+opt-in"):
+        for machine in SWEEP_MACHINES:
+            for irq in SWEEP_IRQCHIP:
+                for pic in SWEEP_IOAPIC:
+                    for policy in SWEEP_POLICY if release.endswith("opt-in") else [""]:
+                        rows.append((release, f"-M {machine} -accel kvm{irq}{policy}{pic}", None))
+        for cpu in ("", " -cpu qemu64,-x2apic", " -cpu Skylake-Server", " -cpu host"):
+            rows.append((release, f"-M q35 -accel kvm,kernel-irqchip=split{cpu}", None))
     return rows
 
 
@@ -96,7 +98,7 @@ def test_refused_explicit_policies_are_refused_by_the_kernel_too(real_kvm: Kvm) 
 def test_snapshot_restore_on_a_live_vm(real_kvm: Kvm, host: Any, current: SeoibState,
                                        snapshot: SeoibState) -> None:
     """Put a scratch VM in the current mode, restore as QEMU would, read the LVR."""
-    result = check_restore(current, snapshot, host)
+    result = check_restore(current, snapshot, host, design="opt-in")
     with real_kvm.create_vm() as vm:
         vm.enable_split_irqchip()
         if current.flag:

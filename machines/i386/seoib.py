@@ -9,12 +9,14 @@ ENABLE (bit 2, 0x4: advertise and honour it; split irqchip only) and DISABLE
 (bit 3, 0x8: do not advertise it).  Once either is set the VM can switch
 between them but never return to QUIRKED.
 
-The model's QEMU 10.2 chooses with the ``kvm-accel`` property
-``seoib-policy`` (auto, quirked, respected, not-advertised); machine types
-up to 10.1 get ``quirked`` from ``pc_compat_10_1``.  Everything here is a
-pure function of its inputs: the resolved configuration, a kernel's
-capabilities, and, for ``-incoming``/``-loadvm``, the state the stream
-carries.  Each rule that fires adds a step to the decision's trace.
+No QEMU release sets these flags (design ``none``: QUIRKED, no section).
+The RFC's designs (``machines/i386/designs.py``) are laid over a build:
+``rfc-v2`` and ``gated`` follow the posted code, flaws included
+(:func:`_rfc`); ``opt-in`` is the ``kvm-accel`` property ``seoib-policy``
+(quirked by default).  Everything here is a pure function of its inputs:
+the resolved configuration, a kernel's capabilities, and, for
+``-incoming``/``-loadvm``, the state the stream carries.  Each rule that
+fires adds a step to the decision's trace.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from machines.resolve import Resolver, Source
 ENABLE = 0x4  # KVM_X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST
 DISABLE = 0x8  # KVM_X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST
 SECTION = "x86-seoib-state"
-POLICIES = ("auto", "quirked", "respected", "not-advertised")
+POLICIES = ("quirked", "respected", "not-advertised")  # the opt-in design's seoib-policy
+# What the RFC v2 code prints (read off the RFC's own binary, see docs/seoib.md).
+RFC_FALLBACK = "Kernel does not support SEOIB flags; Falling back to QUIRKED lapic SEOIB behavior."
+RFC_SET_FAILED = "Failed to set KVM LAPIC SEOIB flags"
+RFC_NOT_SPLIT = "SEOIB state is only valid for split irqchip mode."
+UNKNOWN_SECTION = (f"Unknown savevm section or instance '{SECTION}' 0. Make sure that your "
+                   "current VM setup matches your saved VM setup, including any hotplugged "
+                   "devices")
 EXPLICIT_SOURCES = ("accel", "global")
 
 
@@ -63,9 +72,16 @@ class KernelCaps(NamedTuple):
     name: str
     enable: bool
     disable: bool
+    system: int | None = None  # KVM_CHECK_EXTENSION(KVM_CAP_X2APIC_API) on /dev/kvm itself
 
     def has(self, flag: int) -> bool:
         return {0: True, ENABLE: self.enable, DISABLE: self.disable}[flag]
+
+    @property
+    def system_flags(self) -> int:
+        if self.system is not None:
+            return self.system
+        return (ENABLE if self.enable else 0) | (DISABLE if self.disable else 0)
 
 
 class Step(NamedTuple):
@@ -88,6 +104,15 @@ class SeoibInputs(NamedTuple):
     x2apic_detail: str
     incoming: str | None = None  # "-incoming" or "-loadvm" when the state comes from a stream
     stream_state: SeoibState | None = None  # the stream's x86-seoib-state; None: no section
+    design: str = "none"  # none | rfc-v2 | gated | opt-in (machines/i386/designs.py)
+    machine: str = ""
+    gated_in: bool = True  # gated: the machine type is at least the gate
+    gate: str = ""  # gated: the gate's version, for the trace
+    microvm: bool = False
+    x86_cpus_init: bool = True  # the machine creates its CPUs with x86_cpus_init (the RFC's hook)
+    # the RFC's IOAPIC lookup: every -global that reaches the ioapic's version, in order
+    ioapic_globals: tuple[str, ...] = ()
+    ioapic_source_kind: str = "default"  # where QEMU's own resolution took the version
 
 
 class SeoibDecision(NamedTuple):
@@ -103,6 +128,7 @@ class SeoibDecision(NamedTuple):
     trace: tuple[Step, ...]
     error: str | None = None
     deferred: bool = False
+    aborts: bool = False  # the RFC's code: QEMU calls abort() instead of refusing
 
     @property
     def refused(self) -> bool:
@@ -158,11 +184,18 @@ def _done(inputs: SeoibInputs, kernel: KernelCaps, trace: _Trace, state: SeoibSt
         lvr = suppressed = False
     else:
         lvr, suppressed = _guest(inputs, flags, trace)
+    # No design sends the section without a split irqchip: with KVM's IOAPIC the guest never
+    # sees directed EOI, and a destination starts QUIRKED, which looks the same to it.
     section = (error is None and state is not None and state is not SeoibState.QUIRKED
-               and inputs.seoib_aware)
+               and inputs.seoib_aware and inputs.kernel_irqchip == "split")
     if state is not None and error is None and inputs.seoib_aware:
-        trace("migration", f"the stream carries {SECTION} ({state.name})" if section else
-              f"no {SECTION} section: QUIRKED is what every QEMU assumes without one")
+        if section:
+            trace("migration", f"the stream carries {SECTION} ({state.name})")
+        elif state is SeoibState.QUIRKED:
+            trace("migration", f"no {SECTION} section: QUIRKED is what every QEMU assumes "
+                               "without one")
+        else:
+            trace("migration", f"no {SECTION} section: it is only sent with a split irqchip")
     return SeoibDecision(kernel.name, inputs.policy, inputs.policy_source, state, flags, lvr,
                          suppressed, section, tuple(trace.warnings), tuple(trace.steps), error,
                          deferred)
@@ -174,13 +207,15 @@ def _explicit(inputs: SeoibInputs) -> bool:
 
 def decide(inputs: SeoibInputs, kernel: KernelCaps) -> SeoibDecision:
     """The SEOIB state this configuration gets on this kernel, with the trace."""
+    if inputs.design in ("rfc-v2", "gated"):
+        return _rfc(inputs, kernel)
     trace = _Trace()
     kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
     if inputs.policy is not None and inputs.policy_source is not None:
         trace("policy", f"seoib-policy={inputs.policy} ({inputs.policy_source.describe()})")
     if not inputs.seoib_aware:
-        trace("seoib-unaware", f"QEMU {inputs.qemu} has no seoib-policy: it never sets the "
-                               "SEOIB flags and cannot load an x86-seoib-state section")
+        trace("seoib-unaware", f"QEMU {inputs.qemu} has no SEOIB code (design none): it never "
+                               "sets the SEOIB flags and cannot load an x86-seoib-state section")
     if not kvm_lapic:
         why = "without KVM" if not inputs.kvm else "with kernel-irqchip=off"
         trace("no-kvm-lapic", f"runs {why}: KVM's LAPIC is not used, there is no SEOIB state")
@@ -200,7 +235,7 @@ def decide(inputs: SeoibInputs, kernel: KernelCaps) -> SeoibDecision:
         if inputs.incoming and inputs.stream_state is not None:
             return _done(inputs, kernel, trace, None,
                          f"QEMU {inputs.qemu} cannot load the stream's {SECTION} section "
-                         f"({inputs.stream_state.name})")
+                         f"({inputs.stream_state.name}): {UNKNOWN_SECTION}")
         return _done(inputs, kernel, trace, SeoibState.QUIRKED)
     if inputs.incoming:
         return _from_stream(inputs, kernel, trace)
@@ -215,49 +250,32 @@ def _needs(kernel: KernelCaps, state: SeoibState) -> str | None:
 
 
 def _at_power_on(inputs: SeoibInputs, kernel: KernelCaps, trace: _Trace) -> SeoibDecision:
-    policy = inputs.policy or "auto"
+    """The opt-in design: the user's seoib-policy, default quirked; no IOAPIC lookup."""
+    policy = inputs.policy or "quirked"
     split = inputs.kernel_irqchip == "split"
     if policy == "quirked":
         trace("quirked", "quirked: no flag is set; KVM advertises SEOIB under a split irqchip "
                          "but keeps broadcasting EOIs" if split else
               "quirked: no flag is set")
         return _done(inputs, kernel, trace, SeoibState.QUIRKED)
-    if not split:  # in-kernel irqchip: the IOAPIC is KVM's, version 0x11, no EOI register
-        if policy == "respected":
-            return _done(inputs, kernel, trace, None,
-                         "seoib-policy=respected needs kernel-irqchip=split: KVM rejects "
-                         "ENABLE_SUPPRESS_EOI_BROADCAST with an in-kernel IOAPIC")
-        if policy == "not-advertised":
-            missing = _needs(kernel, SeoibState.NOT_ADVERTISED)
-            if missing:
-                return _done(inputs, kernel, trace, None, missing)
-            trace("not-advertised", "not-advertised: DISABLE is set (harmless: KVM never "
-                                    "advertises SEOIB with an in-kernel IOAPIC)")
-            return _done(inputs, kernel, trace, SeoibState.NOT_ADVERTISED)
-        trace("auto-in-kernel", "auto with an in-kernel IOAPIC (0x11): KVM never advertises "
-                                "SEOIB there, so nothing is set")
-        return _done(inputs, kernel, trace, SeoibState.QUIRKED)
-    if policy == "auto":
-        want = (SeoibState.RESPECTED if inputs.ioapic_version == 0x20
-                else SeoibState.NOT_ADVERTISED)
-        trace("auto", f"auto with split irqchip and IOAPIC {inputs.ioapic_version:#x}: "
-                      f"{want.name} ({want.flag_name})")
-        missing = _needs(kernel, want)
-        if missing:
-            trace.warn("auto-fallback", f"{missing}; keeping the legacy QUIRKED behaviour")
-            return _done(inputs, kernel, trace, SeoibState.QUIRKED)
-        trace("kernel", f"kernel {kernel.name} supports {want.flag_name}")
-        return _done(inputs, kernel, trace, want)
     want = SeoibState.RESPECTED if policy == "respected" else SeoibState.NOT_ADVERTISED
-    if want is SeoibState.RESPECTED and inputs.ioapic_version != 0x20:
+    if want is SeoibState.RESPECTED and not split:
         return _done(inputs, kernel, trace, None,
-                     f"seoib-policy=respected with IOAPIC version {inputs.ioapic_version:#x}: "
-                     "that IOAPIC has no EOI register, so a guest that turns on directed EOI "
-                     "would never EOI level-triggered interrupts")
+                     "seoib-policy=respected needs kernel-irqchip=split: KVM rejects "
+                     "ENABLE_SUPPRESS_EOI_BROADCAST with an in-kernel IOAPIC")
     missing = _needs(kernel, want)
     if missing:
         return _done(inputs, kernel, trace, None, missing)
-    trace(policy, f"{policy}: {want.flag_name} is set")
+    if want is SeoibState.RESPECTED and inputs.ioapic_version != 0x20:
+        trace.warn("no-ioapic-lookup",
+                   f"seoib-policy=respected with IOAPIC version {inputs.ioapic_version:#x}: the "
+                   "opt-in design does not look at the IOAPIC; that one has no EOI register, so "
+                   "a guest that turns on directed EOI never EOIs level-triggered interrupts")
+    if not split:
+        trace(policy, f"{policy}: {want.flag_name} is set (harmless: KVM never advertises SEOIB "
+                      "with an in-kernel IOAPIC)")
+    else:
+        trace(policy, f"{policy}: {want.flag_name} is set")
     return _done(inputs, kernel, trace, want)
 
 
@@ -283,17 +301,140 @@ def _from_stream(inputs: SeoibInputs, kernel: KernelCaps, trace: _Trace) -> Seoi
     return _done(inputs, kernel, trace, state)
 
 
+def _rfc_ioapic(inputs: SeoibInputs, trace: _Trace) -> int:
+    """The RFC's IOAPIC version: qdev_find_global_prop, the first matching -global wins."""
+    values = [_int(v) for v in inputs.ioapic_globals]
+    if not values:
+        version = 0x20
+        trace("ioapic", "no -global sets the IOAPIC version: the RFC assumes 0x20")
+    else:
+        version = values[0] if values[0] is not None else 0x20
+        trace("ioapic", f"IOAPIC version {version:#x} from the first -global "
+                        f"ioapic.version={inputs.ioapic_globals[0]} (qdev_find_global_prop)")
+    if len(values) > 1:
+        trace.warn("rfc-first-global",
+                   f"-global ioapic.version is given {len(values)} times: the RFC reads the "
+                   f"first ({inputs.ioapic_globals[0]}), QEMU's IOAPIC takes the last "
+                   f"({inputs.ioapic_globals[-1]})")
+    if inputs.kernel_irqchip == "split" and version != inputs.ioapic_version:
+        hidden = (" (machine compat properties are invisible to qdev_find_global_prop)"
+                  if inputs.ioapic_source_kind == "compat" else "")
+        trace.warn("rfc-ioapic-mismatch",
+                   f"the RFC decides from IOAPIC version {version:#x}, but QEMU builds version "
+                   f"{inputs.ioapic_version:#x} ({inputs.ioapic_detail}){hidden}")
+    return version
+
+
+def _int(text: str) -> int | None:
+    """A -global value as QEMU parses a uint8 (base 0: 0x11, 17, 021)."""
+    from machines.errors import MachinesError
+    from machines.values import parse_value
+
+    try:
+        value = parse_value("uint8", text, "version")
+    except MachinesError:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _rfc(inputs: SeoibInputs, kernel: KernelCaps) -> SeoibDecision:
+    """The RFC v2 code as posted (``rfc-v2``), or with a machine-type gate (``gated``)."""
+    trace = _Trace()
+    gated = inputs.design == "gated"
+    trace("design", "design gated: the RFC v2 code for machine types from " + inputs.gate
+          + " on" if gated else "design rfc-v2: the RFC v2 code as posted (no machine-type gate, "
+          "no user setting)")
+    split = inputs.kvm and inputs.kernel_irqchip == "split"
+    kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
+    section = inputs.incoming == "-incoming" and inputs.stream_state is not None
+    if not kvm_lapic:
+        why = "not KVM" if not inputs.kvm else "kernel-irqchip=off"
+        trace("no-kvm-lapic", f"{why}: the RFC code does nothing, there is no SEOIB state")
+        if section:
+            return _abort(inputs, kernel, trace, RFC_NOT_SPLIT,
+                          f"loading {SECTION} without a split irqchip")
+        return _done(inputs, kernel, trace, None)
+    trace("kvm-lapic", f"KVM LAPIC with kernel-irqchip={inputs.kernel_irqchip}")
+    if not inputs.x86_cpus_init:
+        trace("no-x86-cpus-init", f"machine {inputs.machine} does not create its CPUs with "
+                                  "x86_cpus_init: the RFC code never runs, no flag is set")
+        return _done(inputs, kernel, trace, SeoibState.QUIRKED)
+    if inputs.incoming == "-incoming":
+        trace("deferred", "-incoming: the RFC sets nothing at power-on; only a loaded "
+                          f"{SECTION} sets the flags")
+        if inputs.stream_state is None:
+            trace("stream", f"no {SECTION} section: no flag is set, the VM stays QUIRKED")
+            return _done(inputs, kernel, trace, SeoibState.QUIRKED)
+        if not split:
+            return _abort(inputs, kernel, trace, RFC_NOT_SPLIT,
+                          f"loading {SECTION} ({inputs.stream_state.name}) without a split "
+                          "irqchip")
+        return _rfc_set(inputs, kernel, trace, inputs.stream_state, "the stream's " + SECTION)
+    if not split:
+        trace("in-kernel", "kernel-irqchip=on: the RFC code only acts with a split irqchip; no "
+                           "flag is set")
+        return _done(inputs, kernel, trace, SeoibState.QUIRKED)
+    if gated and not inputs.gated_in:
+        trace("gate", f"{inputs.machine} is older than the gate {inputs.gate}: the legacy "
+                      "QUIRKED behaviour, no flag is set")
+        return _done(inputs, kernel, trace, SeoibState.QUIRKED)
+    if inputs.microvm:
+        trace.warn("rfc-microvm", "microvm is included: the RFC code runs from x86_cpus_init, "
+                                  "which microvm calls too")
+    system = kernel.system_flags
+    if system & (ENABLE | DISABLE) != ENABLE | DISABLE:
+        trace("kernel-check", f"KVM_CHECK_EXTENSION(KVM_CAP_X2APIC_API) on /dev/kvm is "
+                              f"{system:#x}: the RFC needs both SEOIB bits (0xc)")
+        trace.warn("rfc-fallback", RFC_FALLBACK)
+        return _done(inputs, kernel, trace, SeoibState.QUIRKED)
+    version = _rfc_ioapic(inputs, trace)
+    state = SeoibState.RESPECTED if version >= 0x20 else SeoibState.NOT_ADVERTISED
+    if inputs.incoming == "-loadvm":  # a power-on first, then the snapshot loads
+        if not kernel.has(state.flag):
+            return _rfc_set(inputs, kernel, trace, state, f"IOAPIC {version:#x}")
+        trace("set-state", f"kvm_lapic_seoib_set_state state={state.value} (power-on, IOAPIC "
+                           f"{version:#x})")
+        if inputs.stream_state is not None:
+            return _rfc_set(inputs, kernel, trace, inputs.stream_state, "the snapshot's " + SECTION)
+        trace.warn("rfc-loadvm-silent", f"-loadvm of a snapshot without {SECTION}: the VM "
+                                        f"keeps its power-on state {state.name}, silently")
+        return _done(inputs, kernel, trace, state)
+    return _rfc_set(inputs, kernel, trace, state, f"IOAPIC {version:#x}")
+
+
+def _rfc_set(inputs: SeoibInputs, kernel: KernelCaps, trace: _Trace, state: SeoibState,
+             why: str) -> SeoibDecision:
+    if not kernel.has(state.flag):
+        trace("set-state-failed", f"kvm_lapic_seoib_set_state_failed state={state.value} "
+                                  f"supported={kernel.system_flags:#x} required={state.flag:#x}")
+        return _abort(inputs, kernel, trace, RFC_SET_FAILED, f"setting {state.flag_name}")
+    trace("set-state", f"kvm_lapic_seoib_set_state state={state.value} ({state.name} from "
+                       f"{why}: {state.flag_name})")
+    return _done(inputs, kernel, trace, state)
+
+
+def _abort(inputs: SeoibInputs, kernel: KernelCaps, trace: _Trace, message: str, what: str
+           ) -> SeoibDecision:
+    trace.warn("rfc-abort", f"QEMU prints \"{message}\" and calls abort() when {what}: the "
+                            "QEMU process crashes (SIGABRT)")
+    return _done(inputs, kernel, trace, None, f"QEMU aborts: {message}")._replace(aborts=True)
+
+
 def inputs_from(resolver: Resolver, stream_state: SeoibState | None = None) -> SeoibInputs:
     """Gather the decision's inputs from a resolved configuration."""
     config = resolver.config
     irqchip = resolver.kernel_irqchip()
     pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
-    aware = config.build.seoib_aware
+    from machines.i386.designs import GATED, OPT_IN, design_of, gated_in
+
+    build = config.build
+    design = design_of(build)
+    aware = build.seoib_aware
     policy = policy_source = None
-    if aware and config.kvm:
+    if design.name == OPT_IN and config.kvm:
         resolved = resolver.resolve("kvm-accel", "seoib-policy")
         policy, policy_source = str(resolved.value), resolved.source
-    elif aware:
+    elif design.name == OPT_IN:
         for glob in config.options.globals:  # -global kvm-accel... without KVM
             if glob.driver == "kvm-accel" and glob.property == "seoib-policy":
                 policy = glob.value
@@ -303,6 +444,8 @@ def inputs_from(resolver: Resolver, stream_state: SeoibState | None = None) -> S
     if config.kvm:
         cpu = resolver.resolve(config.cpu_type, "x2apic")
         x2apic, x2apic_detail = bool(cpu.value), cpu.source.describe()
+    qom = build.qom
+    ioapic_types = set(qom.ancestry("ioapic")) if "ioapic" in qom else {"ioapic"}
     incoming = ("-incoming" if config.options.incoming is not None else
                 "-loadvm" if config.options.loadvm is not None else None)
     return SeoibInputs(
@@ -319,6 +462,17 @@ def inputs_from(resolver: Resolver, stream_state: SeoibState | None = None) -> S
         x2apic_detail=x2apic_detail,
         incoming=incoming,
         stream_state=stream_state,
+        design=design.name,
+        machine=config.machine.name,
+        gated_in=gated_in(build, config.machine),
+        gate=(".".join(map(str, getattr(build, "gate", None) or ()))
+              if design.name == GATED else ""),
+        microvm=config.machine.name == "microvm",
+        x86_cpus_init=(config.machine.family in ("pc_q35", "pc_piix")
+                       or config.machine.name in ("microvm", "isapc")),
+        ioapic_globals=tuple(g.value for g in config.options.globals
+                             if g.property == "version" and g.driver in ioapic_types),
+        ioapic_source_kind=pic.source.kind if pic else "default",
     )
 
 
@@ -329,17 +483,51 @@ class RestoreCheck(NamedTuple):
     flags: int  # what QEMU sets on restore (0: nothing)
     reason: str
     fix: str | None = None
+    warning: str | None = None  # allowed, but not what the snapshot had (rfc-v2)
+    aborts: bool = False  # the RFC's code calls abort(): the QEMU process is gone
 
 
 def check_restore(current: SeoibState, snapshot: SeoibState, kernel: KernelCaps,
-                  kernel_irqchip: str = "split") -> RestoreCheck:
+                  kernel_irqchip: str = "split", design: str = "opt-in") -> RestoreCheck:
     """QMP/HMP loadvm on a running VM: can the kernel's committed mode follow?
 
-    The kernel mode only moves QUIRKED -> ENABLED <-> DISABLED; restoring a
-    QUIRKED snapshot into a VM that already set a flag needs a fresh VM.
+    The kernel mode only moves QUIRKED -> ENABLED <-> DISABLED.  ``opt-in``
+    refuses what the kernel cannot do; the RFC's code (``rfc-v2``,
+    ``gated``) ignores a snapshot without the section and abort()s when a
+    flag cannot be set; a QEMU without SEOIB code (``none``) knows no section.
     """
+    if design == "none":
+        if current is not SeoibState.QUIRKED:
+            raise ValueError("a VM of a QEMU without SEOIB code is always QUIRKED")
+        if snapshot is SeoibState.QUIRKED:
+            return RestoreCheck(True, current, snapshot, 0, "no section, nothing to set")
+        return RestoreCheck(False, current, snapshot, 0,
+                            f"the snapshot carries {SECTION}, which this QEMU cannot load: "
+                            f"{UNKNOWN_SECTION}",
+                            "restore it with a QEMU that has the SEOIB design that saved it")
     if snapshot is current:
         return RestoreCheck(True, current, snapshot, 0, f"both are {current.name}: nothing to set")
+    if design in ("rfc-v2", "gated"):
+        if snapshot is SeoibState.QUIRKED:
+            return RestoreCheck(
+                True, current, snapshot, 0,
+                f"the snapshot has no {SECTION}: the RFC code sets nothing, so the VM keeps "
+                f"{current.name}", "restart QEMU with -loadvm (a new VM starts QUIRKED)",
+                f"the snapshot was QUIRKED but the VM goes on {current.name}, silently")
+        if kernel_irqchip != "split":
+            return RestoreCheck(False, current, snapshot, 0,
+                                f"QEMU prints \"{RFC_NOT_SPLIT}\" and calls abort(): the VM "
+                                "is lost", "restore it on a VM started with kernel-irqchip=split",
+                                aborts=True)
+        if not kernel.has(snapshot.flag):
+            return RestoreCheck(False, current, snapshot, 0,
+                                f"kernel {kernel.name} lacks {snapshot.flag_name}: QEMU prints "
+                                f"\"{RFC_SET_FAILED}\" and calls abort(): the VM is lost",
+                                "restore it on a host whose kernel has the SEOIB API (Linux "
+                                "7.0, 6.18.y, 6.19.y)", aborts=True)
+        return RestoreCheck(True, current, snapshot, snapshot.flag,
+                            f"kvm_lapic_seoib_set_state state={snapshot.value}: "
+                            f"{snapshot.flag_name} is set")
     if snapshot is SeoibState.QUIRKED:
         return RestoreCheck(
             False, current, snapshot, 0,
