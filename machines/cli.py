@@ -86,8 +86,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 _OURS_WITH_VALUE = {
     "resolve": {"--device", "--release", "--build", "--cmdline", "--kernel", "--stream-state",
                 "--seoib"},
-    "seoib-designs": {"--fleet", "--cmdline", "--release", "--build", "--gate", "--new-kernel",
-                      "--old-kernel", "--format", "-o", "--output", "--color"},
+    "seoib-designs": {"--fleet", "--hosts", "--cmdline", "--release", "--build", "--gate",
+                      "--new-kernel", "--old-kernel", "--format", "-o", "--output", "--color"},
     "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--seoib",
                   "--cmdline",
                   "--libvirt", "--qmp", "--source-state", "--state", "--fleet", "--hosts", "-o",
@@ -659,7 +659,12 @@ def _cmd_seoib_designs(args: argparse.Namespace, qemu_args: list[str]) -> int:
             raise UsageError(f"--gate {args.gate}: give a machine-type version such as 11.2")
     else:
         gate = dc.default_gate(builds)
-    result = dc.compare(keys, new_kernel, old_kernel, gate, described)
+    hosts: tuple[Any, ...] = ()
+    if args.hosts is not None:
+        from machines.fleet import read_hosts
+
+        hosts = dc.host_classes(read_hosts(args.hosts))
+    result = dc.compare(keys, new_kernel, old_kernel, gate, described, hosts=hosts)
     _emit(args, _render(args, dc.to_table(result), dc.to_json(result)))
     return 0
 
@@ -866,10 +871,13 @@ def _sub_seoib_designs(sub: Any) -> None:
     p = sub.add_parser("seoib-designs",
                        help="compare the SEOIB RFC's designs over a fleet or one VM",
                        usage="machines seoib-designs (--fleet VMS.jsonl | --cmdline LINE | "
-                             "[--] QEMU ARGS...) [--release R] [--gate VERSION] "
+                             "[--] QEMU ARGS...) [--hosts DIR] [--release R] [--gate VERSION] "
                              "[--new-kernel PROFILE] [--old-kernel PROFILE] "
                              "[--format text|md|json|html] [-o FILE] [--json-schema]")
     p.add_argument("--fleet", metavar="VMS.jsonl", help="the VMs, as for preflight --fleet")
+    p.add_argument("--hosts", metavar="DIR",
+                   help="host profiles (one per *.json): also count, per host class, the VMs "
+                        "that can no longer move there")
     p.add_argument("--cmdline", help="one VM as a pasted QEMU command line")
     _add_release(p)
     p.add_argument("--gate", metavar="VERSION",

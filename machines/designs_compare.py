@@ -80,6 +80,7 @@ class Outcome:
     exposed_next: bool
     fix: str  # one of FIXES
     error: str | None = None
+    lost_hosts: tuple[str, ...] = ()  # --hosts classes it can no longer move to
 
 
 @frozen
@@ -93,6 +94,7 @@ class DesignTotals:
     stay_exposed: int
     fix: dict[str, int]
     errors: int
+    lost_hosts: dict[str, int]
 
     def to_json(self) -> dict[str, Any]:
         return {"design": self.design, "vms": self.vms, "kvm_lapic": self.kvm_lapic,
@@ -100,7 +102,42 @@ class DesignTotals:
                 "can_no_longer_move_to": dict(self.lost),
                 "exposed_today": self.exposed_today,
                 "stay_quirked_exposed": self.stay_exposed,
-                "to_get_the_fix": dict(self.fix), "errors": self.errors}
+                "to_get_the_fix": dict(self.fix), "errors": self.errors,
+                "can_no_longer_move_to_hosts": dict(self.lost_hosts)}
+
+
+@frozen
+class HostClass:
+    """Hosts of a --hosts directory that the rules cannot tell apart."""
+
+    id: str
+    target: Target
+    kernel: str
+    hosts: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        caps = self.target.caps
+        return {"qemu": self.target.build.name, "kernel": self.kernel,
+                "kernel_enable_flag": caps.enable, "kernel_disable_flag": caps.disable,
+                "hosts": len(self.hosts)}
+
+
+def host_classes(hosts: Iterable[Any]) -> tuple[HostClass, ...]:
+    """Group host profiles by what the rules read: the build and the kernel's flags."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for host in hosts:
+        k = host.kernel
+        key = (host.build.name, k.has_enable_flag, k.has_disable_flag, k.x2apic_api.system)
+        groups.setdefault(key, []).append(host)
+    out = []
+    for i, members in enumerate(groups.values()):
+        first = members[0]
+        k = first.kernel
+        caps = KernelCaps("the destination kernel", k.has_enable_flag, k.has_disable_flag,
+                          k.x2apic_api.system)
+        out.append(HostClass(f"hc{i + 1}", Target(first.build, caps), k.name,
+                             tuple(h.name for h in members)))
+    return tuple(out)
 
 
 @frozen
@@ -111,6 +148,7 @@ class Comparison:
     old_kernel: str
     gate: str
     described: str
+    host_classes: tuple[HostClass, ...] = ()
 
 
 def _exposed(d: SeoibDecision) -> bool:
@@ -132,8 +170,10 @@ class Comparer:
     """Decisions per (VM class, design), cached; totals per design."""
 
     def __init__(self, designs: Sequence[Design], new_kernel: KernelCaps,
-                 old_kernel: KernelCaps, gate: tuple[int, ...]) -> None:
+                 old_kernel: KernelCaps, gate: tuple[int, ...],
+                 hosts: Sequence[HostClass] = ()) -> None:
         self.designs = tuple(designs)
+        self.hosts = tuple(hosts)
         self.new_kernel = new_kernel
         self.old_kernel = old_kernel
         self.gate = gate
@@ -173,14 +213,17 @@ class Comparer:
             raise MachinesError(f"would not power on under {design.label}: {after.error}")
         state_today = today.state.name if today.state else None
         state_next = after.state.name if after.state else None
-        lost = []
+        lost: list[str] = []
+        lost_hosts: list[str] = []
         if after.migration_section:
             source = source_from(config, after.state, "next power-on")
-            for name, target in (("old-qemu", Target(base, self.new_kernel)),
-                                 ("old-kernel", Target(build, self.old_kernel))):
+            targets = [("old-qemu", Target(base, self.new_kernel)),
+                       ("old-kernel", Target(build, self.old_kernel)),
+                       *((h.id, h.target) for h in self.hosts)]
+            for name, target in targets:
                 reasons = judge_target(source, target)
                 if any(r.severity == BLOCKED and r.code.startswith("seoib-") for r in reasons):
-                    lost.append(name)
+                    (lost if name in HOST_CLASSES else lost_hosts).append(name)
         exposed_today, exposed_next = _exposed(today), _exposed(after)
         if not exposed_today:
             fix = "not-needed"
@@ -191,7 +234,7 @@ class Comparer:
         else:
             fix = "not-possible"
         return Outcome(state_today, state_next, after.flags != 0 or state_next != state_today,
-                       tuple(lost), exposed_today, exposed_next, fix)
+                       tuple(lost), exposed_today, exposed_next, fix, None, tuple(lost_hosts))
 
     def _fixed_by_config(self, build: Build, opts: QemuOptions, config: VmConfig,
                          design: Design) -> bool:
@@ -224,6 +267,7 @@ class Comparer:
         for design in self.designs:
             vms = kvm = changes = exposed_today = stay = errors = 0
             lost = dict.fromkeys(HOST_CLASSES, 0)
+            lost_hosts = {h.id: 0 for h in self.hosts}
             fix = dict.fromkeys(FIXES, 0)
             for key, n in counts.items():
                 o = self.outcome(key, design)
@@ -235,12 +279,15 @@ class Comparer:
                 changes += n if o.changes else 0
                 for name in o.lost:
                     lost[name] += n
+                for name in o.lost_hosts:
+                    lost_hosts[name] += n
                 exposed_today += n if o.exposed_today else 0
                 stay += n if o.exposed_next else 0
                 fix[o.fix] += n
             out.append(DesignTotals(design.label if design.name != GATED else
                                     f"{GATED}:{'.'.join(map(str, self.gate))}",
-                                    vms, kvm, changes, lost, exposed_today, stay, fix, errors))
+                                    vms, kvm, changes, lost, exposed_today, stay, fix, errors,
+                                    lost_hosts))
         return tuple(out)
 
 
@@ -254,11 +301,12 @@ def default_gate(builds: Iterable[Build]) -> tuple[int, ...]:
 
 def compare(keys: Iterable[VmKey], new_kernel: KernelCaps, old_kernel: KernelCaps,
             gate: tuple[int, ...], described: str,
-            designs: Sequence[Design] = ALL_DESIGNS) -> Comparison:
-    comparer = Comparer(designs, new_kernel, old_kernel, gate)
+            designs: Sequence[Design] = ALL_DESIGNS,
+            hosts: Sequence[HostClass] = ()) -> Comparison:
+    comparer = Comparer(designs, new_kernel, old_kernel, gate, hosts)
     totals = comparer.totals(keys)
     return Comparison(totals, comparer.vm_classes, new_kernel.name, old_kernel.name,
-                      ".".join(map(str, gate)), described)
+                      ".".join(map(str, gate)), described, tuple(hosts))
 
 
 # -- reports ---------------------------------------------------------------------------
@@ -279,6 +327,8 @@ ROWS = (
 
 
 def _value(t: DesignTotals, key: str) -> int:
+    if key.startswith("host:"):
+        return t.lost_hosts[key[5:]]
     if key.startswith("lost:"):
         return t.lost[key[5:]]
     if key.startswith("fix:"):
@@ -291,15 +341,22 @@ def _value(t: DesignTotals, key: str) -> int:
 def to_json(c: Comparison) -> dict[str, Any]:
     return {"schema": SCHEMA, "described": c.described, "vm_classes": c.vm_classes,
             "new_kernel": c.new_kernel, "old_kernel": c.old_kernel, "gate": c.gate,
+            "host_classes": {h.id: h.to_json() for h in c.host_classes},
             "designs": [t.to_json() for t in c.designs]}
 
 
 def to_table(c: Comparison) -> Any:
     from machines.render import Cell, Table
 
-    bad = {"changes", "lost:old-qemu", "lost:old-kernel", "stay", "fix:not-possible", "errors"}
+    rows_spec = list(ROWS)
+    at = [k for k, _ in rows_spec].index("exposed_today")
+    rows_spec[at:at] = [(f"host:{h.id}", f"can no longer move to {h.id}: {len(h.hosts)} hosts, "
+                         f"QEMU {h.target.build.name}, kernel {h.kernel}")
+                        for h in c.host_classes]
+    bad = {"changes", "lost:old-qemu", "lost:old-kernel", "stay", "fix:not-possible", "errors",
+           *(f"host:{h.id}" for h in c.host_classes)}
     rows = []
-    for key, title in ROWS:
+    for key, title in rows_spec:
         cells = [Cell(title)]
         for t in c.designs:
             n = _value(t, key)
@@ -313,7 +370,7 @@ def to_table(c: Comparison) -> Any:
     return Table(
         title=f"SEOIB designs compared over {c.described}",
         columns=("", *designs), short=("", *designs), rows=tuple(rows),
-        row_ids=tuple(k for k, _ in ROWS),
+        row_ids=tuple(k for k, _ in rows_spec),
         legend=(("none", "what every QEMU release does: QUIRKED, no flag, no section"),
                 ("rfc-v2", "the RFC v2 code as posted: every machine type, IOAPIC >= 0x20 "
                            "RESPECTED, else NOT_ADVERTISED"),
@@ -331,7 +388,7 @@ JSON_SCHEMA: dict[str, Any] = {
     "title": "machines seoib-designs --format json",
     "type": "object",
     "required": ["schema", "described", "vm_classes", "new_kernel", "old_kernel", "gate",
-                 "designs"],
+                 "host_classes", "designs"],
     "properties": {
         "schema": {"const": SCHEMA},
         "described": {"type": "string"},
@@ -339,11 +396,18 @@ JSON_SCHEMA: dict[str, Any] = {
         "new_kernel": {"type": "string"},
         "old_kernel": {"type": "string"},
         "gate": {"type": "string", "pattern": r"^\d+\.\d+$"},
+        "host_classes": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["qemu", "kernel", "kernel_enable_flag",
+                                           "kernel_disable_flag", "hosts"],
+            "properties": {"qemu": {"type": "string"}, "kernel": {"type": "string"},
+                           "kernel_enable_flag": {"type": "boolean"},
+                           "kernel_disable_flag": {"type": "boolean"},
+                           "hosts": {"type": "integer", "minimum": 1}}}},
         "designs": {"type": "array", "items": {
             "type": "object",
             "required": ["design", "vms", "kvm_lapic", "changes_state_at_next_power_on",
                          "can_no_longer_move_to", "exposed_today", "stay_quirked_exposed",
-                         "to_get_the_fix", "errors"],
+                         "to_get_the_fix", "errors", "can_no_longer_move_to_hosts"],
             "additionalProperties": False,
             "properties": {
                 "design": {"type": "string"},
@@ -360,6 +424,9 @@ JSON_SCHEMA: dict[str, Any] = {
                     "type": "object", "additionalProperties": False, "required": list(FIXES),
                     "properties": {f: {"type": "integer", "minimum": 0} for f in FIXES}},
                 "errors": {"type": "integer", "minimum": 0},
+                "can_no_longer_move_to_hosts": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0}},
             }}},
     },
 }

@@ -76,6 +76,28 @@ def test_a_vm_that_will_not_power_on_is_an_error_not_a_crash() -> None:
     assert totals[0].errors == 2 and totals[0].vms == 2
 
 
+def test_host_classes_from_profiles(tmp_path: Path, capsys: Any) -> None:
+    fleet = _fleet(tmp_path, 300)
+    hosts = tmp_path / "hosts"
+    out = tmp_path / "r.json"
+    assert main(["seoib-designs", "--fleet", str(fleet), "--hosts", str(hosts), "--format",
+                 "json", "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    classes = doc["host_classes"]
+    assert sum(c["hosts"] for c in classes.values()) == 20
+    by = {d["design"]: d for d in doc["designs"]}
+    assert set(by["rfc-v2"]["can_no_longer_move_to_hosts"]) == set(classes)
+    # every generated host runs a real build (no SEOIB code): under rfc-v2 a VM whose type a
+    # host knows and whose stream now carries the section can no longer go there; under none
+    # and opt-in nothing is lost
+    assert max(by["rfc-v2"]["can_no_longer_move_to_hosts"].values()) == \
+        by["rfc-v2"]["can_no_longer_move_to"]["old-qemu"] > 0
+    for design in ("none", "opt-in"):
+        assert set(by[design]["can_no_longer_move_to_hosts"].values()) == {0}
+    main(["seoib-designs", "--json-schema"])
+    jsonschema.validate(doc, json.loads(capsys.readouterr().out))
+
+
 def _fleet(tmp_path: Path, count: int) -> Path:
     sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
     try:
