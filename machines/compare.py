@@ -85,6 +85,12 @@ def _typed(info: object, text: str) -> Value | None:
         return text
 
 
+# Only what the table shows is explained.
+_LEGEND = (("default", "no compat property sets it: the driver's default"),
+           ("realize", "no compat property sets it and QEMU decides it at realize: the value a "
+                       "plain machine shows"))
+
+
 def to_table(build: Build, table: CompareTable) -> Table:
     """The comparison as a render.Table (rows where values differ are marked)."""
     from machines.render import Cell, Table
@@ -100,8 +106,7 @@ def to_table(build: Build, table: CompareTable) -> Table:
         short=("Driver", "Property", *table.machines),
         rows=tuple(rows),
         row_ids=tuple(f"{d}.{p}" for d, p, _ in table.rows),
-        legend=(("default", "no compat property sets it: the driver's default"),
-                ("realize", "no compat property sets it and QEMU decides it at realize: "
-                            "the value a plain machine shows")),
+        legend=tuple((key, meaning) for key, meaning in _LEGEND
+                     if any(c.source == key for *_, cells in table.rows for c in cells)),
         inputs=(("QEMU build", f"{build.name} ({build.kind})"),),
     )

@@ -164,7 +164,8 @@ def test_tcg_and_seoib_unaware_vms_need_no_state(tmp_path: Path, capsys: Any) ->
     fleet.write_text(
         '{"id": "tcg", "machine": "q35", "qemu": "10.0.2"}\n'
         '{"id": "unaware", "machine": "pc-q35-10.0", "qemu": "10.0.2", "irqchip": "split"}\n'
-        '{"id": "aware", "machine": "pc-q35-10.0", "qemu": "10.2", "irqchip": "split"}\n'
+        '{"id": "aware", "machine": "pc-q35-10.0", "qemu": "10.2", "seoib": "rfc-v2", '
+        '"irqchip": "split"}\n'
         '{"id": "tcg-state", "machine": "q35", "qemu": "10.0.2", "state": "RESPECTED"}\n')
     assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir)]) == 0
     rows = {r["vm"]: r for r in map(json.loads, capsys.readouterr().out.splitlines()[1:-1])}
