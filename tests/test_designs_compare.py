@@ -90,8 +90,10 @@ def test_host_classes_from_profiles(tmp_path: Path, capsys: Any) -> None:
     # every generated host runs a real build (no SEOIB code): under rfc-v2 a VM whose type a
     # host knows and whose stream now carries the section can no longer go there; under none
     # and opt-in nothing is lost
-    assert max(by["rfc-v2"]["can_no_longer_move_to_hosts"].values()) == \
-        by["rfc-v2"]["can_no_longer_move_to"]["old-qemu"] > 0
+    # (a VM counts once under "old-qemu" however many such classes it loses; which ones it
+    # loses depends on the machine types each host's build registers)
+    lost = by["rfc-v2"]["can_no_longer_move_to"]["old-qemu"]
+    assert 0 < max(by["rfc-v2"]["can_no_longer_move_to_hosts"].values()) <= lost <= 300
     for design in ("none", "opt-in"):
         assert set(by[design]["can_no_longer_move_to_hosts"].values()) == {0}
     main(["seoib-designs", "--json-schema"])
