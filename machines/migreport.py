@@ -140,10 +140,17 @@ def render(judged: Sequence[Judged], versions: dict[str, str], date: str,
             w(f"- {c.source} -> {c.dest} `{c.config}`: QEMU: {_cell(_error(j))}\n")
         w("\n")
     if false_blocks:
-        w("## False blocks, each explained\n\n")
+        w("## False blocks, each explained\n\nWhy, by the reason that blocks:\n\n")
+        used = {explain(j).split(":", 1)[0] for j in false_blocks}
+        for code, why in FALSE_BLOCKS.items():
+            if code in used:
+                w(f"- `{code}`: {why}\n")
+        w("\nEach one:\n\n")
         for j in false_blocks:
             c = j.outcome.case
-            w(f"- {c.source} -> {c.dest} `{c.config}`: {_cell(explain(j))}\n")
+            code = explain(j).split(":", 1)[0]
+            why = FALSE_BLOCKS.get(code, explain(j)).split(";")[0].split(":")[0]
+            w(f"- {c.source} -> {c.dest} `{c.config}`: `{code}`, {_cell(why)}\n")
         w("\n")
     w("## Failure classes (QEMU's own first error line)\n\n| QEMU says | moves | pre-flight "
       "codes |\n|---|---|---|\n")

@@ -76,6 +76,16 @@ def test_the_reason_quotes_qemus_line(judged: list[migreport.Judged]) -> None:
     assert not unquoted
 
 
+def _sends_configuration(build: str, machine: str) -> bool:
+    from machines.registry import get_build
+
+    found = get_build(build).find(machine)
+    assert found is not None
+    return all((p.driver, p.prop.property, p.prop.value) != ("migration", "send-configuration",
+                                                            "off")
+               for p in found.compat_props())
+
+
 def test_inspect_reads_every_build(judged: list[migreport.Judged]) -> None:
     seen: dict[str, bool] = {}
     for j in judged:
@@ -84,9 +94,13 @@ def test_inspect_reads_every_build(judged: list[migreport.Judged]) -> None:
             continue
         saved = read_saved_state(j.outcome.stream)
         machine = case.source_args.split()[1]
-        if machine != "q35":
+        if machine == "q35":
+            assert saved.machine is not None and saved.machine.startswith("pc-q35-")
+        elif _sends_configuration(case.source, machine):
             assert saved.machine == machine, (case, saved.machine)
-        assert saved.sections and saved.sections[0].kind == "configuration"
+            assert saved.sections[0].kind == "configuration"
+        else:  # types up to 2.3 send neither the configuration nor section footers
+            assert saved.machine is None and saved.sections[0].kind != "configuration"
         split = "kernel-irqchip=split" in case.source_args
         if case.source == RFC_BUILD and split:
             assert saved.seoib is not None  # the RFC's split VM always sends its state
@@ -94,3 +108,22 @@ def test_inspect_reads_every_build(judged: list[migreport.Judged]) -> None:
             assert saved.seoib is None
         seen[case.source] = True
     assert set(seen) == set(BUILDS)
+
+
+def test_inspect_cli_names_type_and_seoib_section_of_every_build(
+        judged: list[migreport.Judged], capsys: Any) -> None:
+    import json
+
+    from machines.cli import main
+
+    done = set()
+    for j in judged:
+        case = j.outcome.case
+        if case.config != "newest-q35 split" or case.source in done or j.outcome.stream is None:
+            continue
+        assert main(["inspect", "--json", j.outcome.stream]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["machine"] == case.source_args.split()[1]
+        assert doc["seoib_section"] == (case.source == RFC_BUILD)
+        done.add(case.source)
+    assert done == set(BUILDS)
