@@ -152,8 +152,13 @@ def render(judged: Sequence[Judged], versions: dict[str, str], date: str,
             why = FALSE_BLOCKS.get(code, explain(j)).split(";")[0].split(":")[0]
             w(f"- {c.source} -> {c.dest} `{c.config}`: `{code}`, {_cell(why)}\n")
         w("\n")
-    w("## Failure classes (QEMU's own first error line)\n\n| QEMU says | moves | pre-flight "
-      "codes |\n|---|---|---|\n")
+    w("## Failure classes (QEMU's own first error line)\n\nEvery line below is quoted word "
+      "for word by a blocking reason of the move's verdict (`tests/test_migration_oracle.py`"
+      " checks it). Moves to an older build on a machine type both register loaded whenever "
+      "both sides ran the same accelerator and no SEOIB section was sent: no section version "
+      "too new (`savevm: unsupported version`), no "
+      "`Unknown ramblock`, no unknown subsection was seen between these builds.\n\n"
+      "| QEMU says | moves | pre-flight codes |\n|---|---|---|\n")
     classes: dict[str, tuple[int, set[str]]] = {}
     for j in judged:
         if j.real == "failed":
