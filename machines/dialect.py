@@ -27,3 +27,19 @@ def unsupported_machine(version: tuple[int, ...], name: str, where: str) -> str:
     if tuple(version[:2]) < _NAMED_FROM:
         return "unsupported machine type"
     return f'unsupported machine type: "{name}"'
+
+
+# A failed incoming migration was reported line by line (the section, then "load of migration
+# failed: Invalid argument") until the loadvm path carried an Error (first seen in 10.2.0;
+# 10.0.13 has the old wording, 10.1 is not observed here): one line, the cause last.
+_LOAD_ERROR_FROM = (10, 2)
+_SETUP_HINT = ("Make sure that your current VM setup matches your saved VM setup, including "
+               "any hotplugged devices")
+
+
+def unknown_section(version: tuple[int, ...], name: str, instance: int = 0) -> str:
+    """QEMU's first line for a stream section the destination has no device for."""
+    if tuple(version[:2]) < _LOAD_ERROR_FROM:
+        return f"Unknown savevm section or instance '{name}' {instance}. {_SETUP_HINT}"
+    return (f"load of migration failed: Invalid argument: Unknown section or instance "
+            f"'{name}' {instance}. {_SETUP_HINT}")

@@ -18,6 +18,10 @@ seoib-irqchip-mismatch        blocked    the stream carries ``x86-seoib-state`` 
                                          (opt-in) destination does not run a split irqchip
 ioapic-version-mismatch       blocked    the destination would build another IOAPIC
 compat-drift                  blocked    the machine type resolves a property differently
+accelerator-mismatch          blocked    a KVM VM's stream to a destination without KVM (its
+                                         ``kvmclock`` section has nowhere to go)
+device-state-refused          blocked    a device section the destination's QEMU is known to
+                                         refuse (observed: 10.0.13's virtio-net RX ring)
 ============================  =========  ===================================================
 
 The destination runs the source's configuration unless ``dest_args`` says
@@ -163,7 +167,8 @@ def judge_target(source: Source, target: Target, dest_args: QemuOptions | None =
             "machine-type-unknown", BLOCKED,
             f"QEMU {build.name}{target.where} does not know {source.machine}"
             + (f" ({note})" if note else "")
-            + (f"; its closest is {nearest[0]}" if nearest else ""),
+            + (f"; its closest is {nearest[0]}" if nearest else "")
+            + f"; it refuses to start: \"{_unsupported(source, build, dest_args)}\"",
             "keep the VM on hosts whose QEMU has this machine type, or move it to a type the "
             "destination knows with a cold restart" + (f" (e.g. {nearest[0]})" if nearest else "")))
         return reasons
@@ -181,6 +186,16 @@ def judge_target(source: Source, target: Target, dest_args: QemuOptions | None =
             "fix the destination's configuration (--dest-args) so that its QEMU accepts it"))
         return reasons
     dest_ioapic, dest_irqchip = dest_side
+    if config.kvm and dest_irqchip is None:
+        from machines.dialect import unknown_section
+
+        reasons.append(Reason(
+            "accelerator-mismatch", BLOCKED,
+            f"the VM runs under KVM and the destination would run without it: its stream "
+            f"carries a kvmclock section, which QEMU {build.name}{target.where} refuses with "
+            f"\"{unknown_section(build.version, 'kvmclock')}\"",
+            "run the destination with -accel kvm, as the source"))
+    reasons += _known_refusals(source, build, target)
     reasons += _seoib(source, target, dest_irqchip)
     if source.ioapic and dest_ioapic and (source.ioapic.version, source.ioapic.type) != \
             (dest_ioapic.version, dest_ioapic.type):
@@ -202,6 +217,46 @@ def judge_target(source: Source, target: Target, dest_args: QemuOptions | None =
             "compat-drift", BLOCKED,
             f"{machine.name} differs between QEMU {config.build.name} and QEMU {build.name}: "
             + "; ".join(d.describe(config.build.name, build.name) for d in drift), fix))
+    return reasons
+
+
+def _unsupported(source: Source, build: Build, dest_args: QemuOptions | None) -> str:
+    from machines.dialect import unsupported_machine
+
+    opts = dest_args if dest_args is not None else source.config.options
+    where = opts.machine_type_text
+    if source.machine not in where.split(maxsplit=1)[-1].split(",")[:1]:
+        where = f"-machine {source.machine}"
+    return unsupported_machine(build.version, source.machine, where)
+
+
+# Device state a destination refuses although both builds have the device and the machine
+# type, found by real migrations (python -m machines.migoracle): (source builds, the oldest
+# destination version that refuses, device types, QEMU's line, why).  Debian's 10.0.13 gives
+# virtio-net's RX queue a 1024-entry ring whatever rx_queue_size says (10.0.2, 10.2.0 and 11.1.3
+# give 256); 11.1.3 checks a loaded ring against the one it allocated (10.2.0 does not; 11.0 is
+# not observed and assumed to check).
+KNOWN_REFUSALS: tuple[tuple[frozenset[str], tuple[int, int], tuple[str, ...], str, str], ...] = (
+    (frozenset({"10.0.13"}), (11, 0), ("virtio-net-pci", "virtio-net-pci-non-transitional",
+                                        "virtio-net-pci-transitional", "virtio-net-device"),
+     "VQ 0 vring.num 1024 exceeds allocated max 256",
+     "QEMU 10.0.13 gives virtio-net's RX queue a 1024-entry ring (rx_queue_size 256 "
+     "notwithstanding), more than the destination allocates"),
+)
+
+
+def _known_refusals(source: Source, build: Build, target: Target) -> list[Reason]:
+    reasons = []
+    drivers = {d.driver for d in source.config.options.devices}
+    for builds, since, devices, line, why in KNOWN_REFUSALS:
+        found = sorted(drivers & set(devices))
+        if source.config.build.name in builds and tuple(build.version[:2]) >= since and found:
+            reasons.append(Reason(
+                "device-state-refused", BLOCKED,
+                f"{why}: QEMU {build.name}{target.where} refuses {found[0]}'s state with "
+                f"\"{line}\"",
+                "move the VM to a build that loads it (10.2 does), or restart it on another "
+                "source build first"))
     return reasons
 
 
@@ -252,7 +307,7 @@ def _quirked_fix(source: Source) -> str:
 
 def _seoib(source: Source, target: Target, irqchip: str | None) -> list[Reason]:
     from machines.i386.designs import GATED, NONE, RFC_V2, design_of
-    from machines.i386.seoib import RFC_NOT_SPLIT, RFC_SET_FAILED, UNKNOWN_SECTION
+    from machines.i386.seoib import RFC_NOT_SPLIT, RFC_SET_FAILED
 
     state = source.state
     if state is None or state is SeoibState.QUIRKED or source.kernel_irqchip != "split":
@@ -261,11 +316,13 @@ def _seoib(source: Source, target: Target, irqchip: str | None) -> list[Reason]:
     design = design_of(target.build).name
     reasons = []
     if design == NONE:
+        from machines.dialect import unknown_section
+
         reasons.append(Reason(
             "seoib-section-unsupported", BLOCKED,
             f"the VM's SEOIB state is {state.name}, so its stream carries {SECTION}, which "
             f"QEMU {target.build.name}{target.where} cannot load: it refuses the stream with "
-            f"\"{UNKNOWN_SECTION}\"",
+            f"\"{unknown_section(target.build.version, SECTION)}\"",
             f"{fix}, or upgrade the destination to a QEMU with the same SEOIB design"))
         return reasons
     if design in (RFC_V2, GATED):

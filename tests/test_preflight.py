@@ -49,6 +49,47 @@ def test_machine_type_unknown() -> None:
     assert "machine-type-unknown" not in codes(d)
 
 
+def test_machine_type_unknown_quotes_the_line_each_build_prints() -> None:
+    # as the real builds print it (docs/migration-oracle.md)
+    d = verdict(f"-M pc-q35-7.2 {SPLIT}", "linux-7.0/5.2", state=Q, release="7.2")
+    assert '"-M pc-q35-7.2: unsupported machine type"' in d.reasons[0].message
+    d = verdict(f"-M pc-q35-10.0 {SPLIT}", "linux-7.0/7.2", state=Q, release="10.0.2")
+    assert '"unsupported machine type"' in d.reasons[0].message
+    d = verdict(f"-M pc-q35-11.1 {SPLIT}", "linux-7.0/10.0.13", state=Q, release="11.1.3")
+    assert '"unsupported machine type: "pc-q35-11.1""' in d.reasons[0].message
+
+
+def test_accelerator_mismatch_quotes_kvmclock_in_each_builds_words() -> None:
+    d = verdict("-M pc-q35-7.2 -accel kvm", "linux-7.0/10.0.2", state=Q, release="7.2",
+                dest_args="-M pc-q35-7.2 -accel tcg")
+    assert "accelerator-mismatch" in codes(d) and d.verdict == "blocked"
+    assert ("\"Unknown savevm section or instance 'kvmclock' 0. Make sure that your current "
+            "VM setup matches your saved VM setup, including any hotplugged devices\"") in \
+        d.reasons[codes(d).index("accelerator-mismatch")].message
+    d = verdict("-M pc-q35-7.2 -accel kvm", "linux-7.0/11.1.3", state=Q, release="7.2",
+                dest_args="-M pc-q35-7.2 -accel tcg")
+    assert ("\"load of migration failed: Invalid argument: Unknown section or instance "
+            "'kvmclock' 0.") in d.reasons[codes(d).index("accelerator-mismatch")].message
+    # TCG both sides, KVM both sides: no such reason
+    assert "accelerator-mismatch" not in codes(verdict("-M pc-q35-7.2 -accel tcg",
+                                                       "linux-7.0/10.0.2", None, "7.2"))
+    assert "accelerator-mismatch" not in codes(verdict("-M pc-q35-7.2 -accel kvm",
+                                                       "linux-7.0/10.0.2", Q, "7.2"))
+
+
+def test_device_state_refused_virtio_net_from_10_0_13() -> None:
+    net = "-device virtio-net-pci,romfile="
+    d = verdict(f"-M pc-q35-10.0 -accel kvm {net}", "linux-7.0/11.1.3", Q, "10.0.13")
+    assert codes(d) == ["device-state-refused"]
+    assert '"VQ 0 vring.num 1024 exceeds allocated max 256"' in d.reasons[0].message
+    # 10.2 loads it, 10.0.2's ring is 256, no virtio-net no problem
+    assert codes(verdict(f"-M pc-q35-10.0 -accel kvm {net}", "linux-7.0/10.2", Q,
+                         "10.0.13")) == []
+    assert codes(verdict(f"-M pc-q35-10.0 -accel kvm {net}", "linux-7.0/11.1.3", Q,
+                         "10.0.2")) == []
+    assert codes(verdict("-M pc-q35-10.0 -accel kvm", "linux-7.0/11.1.3", Q, "10.0.13")) == []
+
+
 def test_machine_type_unknown_says_when_it_was_removed() -> None:
     d = verdict(f"-M pc-q35-4.1 {SPLIT}", "linux-7.0/10.2", state=Q, release="10.0")
     assert codes(d) == ["machine-type-unknown"]
