@@ -91,7 +91,7 @@ _OURS_WITH_VALUE = {
     "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--seoib",
                   "--cmdline",
                   "--libvirt", "--qmp", "--source-state", "--state", "--fleet", "--hosts", "-o",
-                  "--output"},
+                  "--output", "--connect", "--domain"},
 }
 
 
@@ -248,13 +248,17 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]
     from machines.options import parse_args, split_command_line
 
     given = [n for n, v in (("--cmdline", args.cmdline), ("--libvirt", args.libvirt),
-                            ("--qmp", args.qmp)) if v is not None] + (["QEMU arguments"]
+                            ("--qmp", args.qmp), ("--domain", args.domain))
+             if v is not None] + (["QEMU arguments"]
                                                                      if qemu_args else [])
     if len(given) > 1:
         raise UsageError(f"describe the source VM once, not with {' and '.join(given)}")
     if not given and args.state is None:
         raise UsageError("no source VM: give its QEMU arguments (after --), --cmdline LINE, "
-                         "--libvirt XML, --qmp SOCKET or --state FILE")
+                         "--libvirt XML, --qmp SOCKET, --connect URI --domain NAME "
+                         "or --state FILE")
+    if args.connect is not None and args.domain is None:
+        raise UsageError("--connect URI names a libvirt; add --domain NAME")
     if args.source_host is not None and args.release is not None:
         raise UsageError("--source-host names the source QEMU already; drop --release")
     binary = None
@@ -275,6 +279,14 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]
         qemu_args = list(live.args)
         described = f"the running QEMU {live.version} at {args.qmp}"
         version, version_of = live.version, f"the version the running QEMU at {args.qmp} reports"
+    elif args.domain is not None:
+        from machines.virsh import read_domain as read_connected
+
+        vm = read_connected(args.connect or "qemu:///system", args.domain)
+        binary, qemu_args = vm.emulator, list(vm.args)
+        described = f"libvirt domain {vm.name} ({vm.state}) at {vm.uri}; " + "; ".join(vm.notes)
+        version, version_of = vm.version, vm.version_of
+        args.connected_running = vm.running
     opts = parse_args(qemu_args, binary)
     source_host = from_spec(args.source_host) if args.source_host else None
     build, why = _source_build(args, source_host, binary, version, version_of)
@@ -371,7 +383,8 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
         import shlex
 
         dest_args = parse_args(shlex.split(args.dest_args))
-    running = args.qmp is not None or args.source_state is not None or saved is not None
+    running = (args.qmp is not None or args.source_state is not None or saved is not None
+               or getattr(args, "connected_running", False))
     inputs = inputs_from(resolver, None)
     kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
     kernel = None
@@ -428,6 +441,7 @@ def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
         raise UsageError("--fleet and --hosts go together")
     single = [n for n, v in (("--dest", args.dest), ("--cmdline", args.cmdline),
                              ("--libvirt", args.libvirt), ("--qmp", args.qmp),
+                             ("--domain", args.domain),
                              ("--source-host", args.source_host)) if v] + \
         (["QEMU arguments"] if qemu_args else [])
     if single:
@@ -747,7 +761,8 @@ def _sub_preflight(sub: Any) -> None:
                        usage="machines preflight --dest HOST [--dest HOST]... [--json] "
                              "[--source-host HOST] [--release R] [--dest-args 'ARGS'] "
                              "[--source-state STATE | --state FILE] "
-                             "[--cmdline LINE | --libvirt XML | --qmp SOCKET | [--] QEMU ARGS...]")
+                             "[--cmdline LINE | --libvirt XML | --qmp SOCKET | "
+                             "--connect URI --domain NAME | [--] QEMU ARGS...]")
     p.add_argument("--dest", action="append", default=[], metavar="HOST",
                    help="destination: a host-profile file or KERNEL/QEMU[+DESIGN], e.g. "
                         "linux-6.12/10.2 or linux-7.0/10.2+rfc-v2 (repeatable)")
@@ -760,6 +775,11 @@ def _sub_preflight(sub: Any) -> None:
     p.add_argument("--cmdline", help="the source VM as a pasted QEMU command line")
     p.add_argument("--libvirt", metavar="XML", help="the source VM as a libvirt domain XML")
     p.add_argument("--qmp", metavar="SOCKET", help="the source VM running, by its QMP socket")
+    p.add_argument("--connect", metavar="URI",
+                   help="with --domain: the libvirt to ask (default qemu:///system)")
+    p.add_argument("--domain", metavar="NAME",
+                   help="the source VM as a libvirt domain, by name: its live XML and, when "
+                        "it runs, its QEMU over libvirt's monitor passthrough")
     p.add_argument("--source-state", metavar="STATE",
                    help="the running VM's SEOIB state (QUIRKED, RESPECTED, NOT_ADVERTISED)")
     p.add_argument("--state", metavar="FILE",
