@@ -48,7 +48,7 @@ class QomTypes:
         self.abstract: frozenset[str] = frozenset(n for n, v in types.items() if v[1])
         self._raw = properties  # PropertyInfo objects are made when a type is asked for
         self._own: dict[str, dict[str, PropertyInfo]] = {}
-        self._instances = {t: dict(v) for t, v in (instances or {}).items()}
+        self._instances: Mapping[str, Any] = instances or {}  # read only; may decode lazily
         self._merged: dict[str, dict[str, PropertyInfo]] = {}
         # caches: the hierarchy is fixed once loaded, overlays clear what depends on them
         self._ancestry: dict[str, tuple[str, ...]] = {}
