@@ -9,20 +9,29 @@ that need them, so ``machines list`` starts fast.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from functools import cache
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from machines.errors import MachinesError, UnknownMachineError, UsageError
 
+if TYPE_CHECKING:  # argparse is imported only when a parser is built (cold start)
+    import argparse
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (exit 2)."""
 
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+@cache
+def _parser_class() -> type[argparse.ArgumentParser]:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        """argparse that reports a usage error as one line (exit 2)."""
+
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+    return _Parser
 
 
 def _add_release(p: argparse.ArgumentParser) -> None:
@@ -123,6 +132,27 @@ def _split_qemu_args(command: str, argv: Sequence[str]) -> tuple[list[str], list
 
 def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines import report
+
+    resolver, devices, pic, decisions = _resolve(args, qemu_args)
+    if args.json:
+        report.print_json(report.resolve_json(resolver, devices, pic, decisions))
+    else:
+        sys.stdout.write(report.resolve_text(resolver, devices, pic))
+        sys.stdout.write(report.seoib_text(decisions))
+    refused = [d for d in decisions if d.refused]
+    if refused:
+        also = [d.kernel for d in refused[1:]]
+        extra = f" (also refused under {', '.join(also)})" if also else ""
+        how = "crash (abort)" if refused[0].aborts else "refuse to power on"
+        print(f"machines: QEMU would {how} (kernel {refused[0].kernel}): "
+              f"{refused[0].error}{extra}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _resolve(args: Any, qemu_args: list[str]) -> tuple[Any, dict[str, Any], Any, list[Any]]:
+    """(resolver, devices, IOAPIC, SEOIB decisions): what 'resolve' says, unprinted
+    (also :func:`machines.api.resolve`)."""
     from machines.config import configure
     from machines.dialect import unsupported_machine
     from machines.errors import PowerOnRefused, UnknownMachineError
@@ -157,21 +187,7 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
             name = dict(device.props).get("id") or (f"#{n}" if len(given) > 1 else "")
             devices[f"{typename} ({name})" if name else typename] = \
                 resolver.device(typename, device)
-    decisions = _seoib_decisions(resolver, args)
-    if args.json:
-        report.print_json(report.resolve_json(resolver, devices, pic, decisions))
-    else:
-        sys.stdout.write(report.resolve_text(resolver, devices, pic))
-        sys.stdout.write(report.seoib_text(decisions))
-    refused = [d for d in decisions if d.refused]
-    if refused:
-        also = [d.kernel for d in refused[1:]]
-        extra = f" (also refused under {', '.join(also)})" if also else ""
-        how = "crash (abort)" if refused[0].aborts else "refuse to power on"
-        print(f"machines: QEMU would {how} (kernel {refused[0].kernel}): "
-              f"{refused[0].error}{extra}", file=sys.stderr)
-        return 1
-    return 0
+    return resolver, devices, pic, _seoib_decisions(resolver, args)
 
 
 def _seoib_decisions(resolver: Any, args: argparse.Namespace) -> list[Any]:
@@ -322,16 +338,30 @@ def _source_build(args: argparse.Namespace, source_host: Any, binary: str | None
 
 def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines import report
+    from machines.preflight import exit_code
+
+    if args.fleet is not None or args.hosts is not None:
+        return _preflight_fleet(args, qemu_args)
+    doc, results = _preflight(args, qemu_args)
+    if args.json:
+        report.print_json(doc)
+    else:
+        sys.stdout.write(report.preflight_text(doc))
+    return exit_code(results)
+
+
+def _preflight(args: Any, qemu_args: list[str]) -> tuple[dict[str, Any], list[Any]]:
+    """(JSON document, results): what 'preflight' says of one VM, unprinted
+    (also :func:`machines.api.preflight`)."""
+    from machines import report
     from machines.config import configure
     from machines.hostprofile import HostProfile, from_spec
     from machines.i386.seoib import SeoibState, decide, inputs_from
     from machines.kernels import caps, kernel_profile
     from machines.options import parse_args
-    from machines.preflight import exit_code, judge_all, source_from
+    from machines.preflight import judge_all, source_from
     from machines.resolve import Resolver
 
-    if args.fleet is not None or args.hosts is not None:
-        return _preflight_fleet(args, qemu_args)
     if not args.dest:
         raise UsageError("give at least one --dest HOST")
     opts, source_host, build, build_why, described = _preflight_source(args, qemu_args)
@@ -424,11 +454,7 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     host: HostProfile | None = source_host
     results = judge_all(source, dests, dest_args)
     doc = report.preflight_json(source, host, kernel, described, results, build_why, notes)
-    if args.json:
-        report.print_json(doc)
-    else:
-        sys.stdout.write(report.preflight_text(doc))
-    return exit_code(results)
+    return doc, results
 
 
 def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
@@ -882,6 +908,8 @@ def _sub_import(sub: Any) -> None:
                         "arrays of a build without its own source (repeatable)")
     p.add_argument("-o", "--output", metavar="FILE")
     p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS")
+    import argparse
+
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show each step on stderr (default: only on a terminal)")
     p.set_defaults(func=_cmd_import)
@@ -944,8 +972,12 @@ _SUBCOMMANDS = {
 }
 
 
+_FAST = {"resolve": _cmd_resolve, "preflight": _cmd_preflight}
+
+
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line; with ``only``, just that subcommand (argparse is slow to build)."""
+    _Parser = _parser_class()
     parser = _Parser(prog="machines", description=__doc__.splitlines()[0] if __doc__ else None)
     from machines import __version__
 
@@ -962,11 +994,16 @@ def _run(argv: list[str]) -> int:
         from machines import probe
 
         return probe.main(argv[1:])
-    parser = _parser(argv[0] if argv and argv[0] in _SUBCOMMANDS else None)
     qemu_args: list[str] = []
     if argv and argv[0] in _OURS_WITH_VALUE:
         ours, qemu_args = _split_qemu_args(argv[0], argv[1:])
+        from machines.fastargs import parse_ours
+
+        fast = parse_ours(argv[0], ours)  # the plain cases without building argparse
+        if fast is not None:
+            return _FAST[argv[0]](fast, qemu_args)  # type: ignore[arg-type]
         argv = [argv[0], *ours]
+    parser = _parser(argv[0] if argv and argv[0] in _SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     func: Callable[..., int] | None = getattr(args, "func", None)
     if func is None:
