@@ -950,6 +950,19 @@ def _sub_inspect(sub: Any) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from machines.completion import script
+
+    sys.stdout.write(script(args.shell))
+    return 0
+
+
+def _sub_completion(sub: Any) -> None:
+    p = sub.add_parser("completion", help="print a shell completion script (bash or zsh)")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(func=_cmd_completion)
+
+
 def _sub_probe(sub: Any) -> None:
     p = sub.add_parser("probe", help="what this host's KVM supports (kernel profile)",
                        add_help=False)
@@ -969,6 +982,26 @@ _SUBCOMMANDS = {
     "inspect": _sub_inspect,
     "seoib-designs": _sub_seoib_designs,
     "probe": _sub_probe,
+    "completion": _sub_completion,
+}
+
+# One example per subcommand, shown at the end of its --help.
+EXAMPLES = {
+    "list": "machines list --release 10.0.2",
+    "show": "machines show pc-q35-9.2 --json",
+    "resolve": "machines resolve -M pc-q35-10.0 -accel kvm,kernel-irqchip=split --device ioapic",
+    "preflight": "machines preflight --dest linux-6.12/10.2 --dest host-b.json "
+                 "-M pc-q35-10.2 -accel kvm,kernel-irqchip=split",
+    "loadvm-check": "machines loadvm-check --current RESPECTED --snapshot QUIRKED "
+                    "--seoib rfc-v2",
+    "compare": "machines compare pc-q35-9.0 pc-q35-9.2",
+    "matrix": "machines matrix --seoib rfc-v2 --family q35 --since 9.0",
+    "gaps": "machines gaps --old 7.2 --new 10.0.2",
+    "import": "machines import --qemu qemu-system-x86_64 -o build.json",
+    "inspect": "machines inspect vm.state --json",
+    "seoib-designs": "machines seoib-designs --fleet vms.jsonl --hosts hosts/",
+    "probe": "machines probe --qemu /usr/bin/qemu-system-x86_64 -o host.json",
+    "completion": "source <(machines completion bash)",
 }
 
 
@@ -986,10 +1019,29 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, add in _SUBCOMMANDS.items():
         if only is None or name == only:
             add(sub)
+            _with_example(sub.choices[name], EXAMPLES[name])
+    return _with_example(parser, "machines resolve -M q35 --device ioapic")
+
+
+def _with_example(parser: argparse.ArgumentParser, example: str) -> argparse.ArgumentParser:
+    import argparse
+
+    parser.epilog = f"example:\n  {example}"
+    if parser.formatter_class is argparse.HelpFormatter:
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
 def _run(argv: list[str]) -> int:
+    if argv and argv[0] == "__complete":  # the shell asking (machines completion bash|zsh)
+        from machines.completion import main as complete
+
+        return complete(argv[1:])
+    if argv == ["--version"]:
+        from machines.about import version_text
+
+        sys.stdout.write(version_text())
+        return 0
     if argv and argv[0] == "probe":
         from machines import probe
 

@@ -32,7 +32,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="machines probe",
-                description="Probe KVM's x2APIC API and suppress-EOI-broadcast behaviour.")
+                description="Probe KVM's x2APIC API and suppress-EOI-broadcast behaviour.",
+                epilog="example:\n  machines probe --qemu /usr/bin/qemu-system-x86_64 "
+                       "-o host.json",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the kernel profile as JSON")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the kernel profile (JSON) to FILE, atomically")
