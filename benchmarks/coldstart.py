@@ -75,6 +75,9 @@ def main() -> None:
     p.add_argument("-n", "--rounds", type=int, default=20)
     p.add_argument("--machines", default=os.path.join(os.path.dirname(sys.executable),
                                                       "machines"))
+    p.add_argument("--before", metavar="PATH",
+                   help="another installed machines script (e.g. before issue 18), run the same "
+                        "way in the same rounds")
     args = p.parse_args()
     m = args.machines
     runs: dict[str, Callable[[], tuple[float, float]]] = {
@@ -85,6 +88,11 @@ def main() -> None:
             lambda: _child([m, "preflight", "--release", "10.0.2", "--dest",
                             "linux-7.0/10.0.2", *CONFIG]),
         "QEMU 10.0.2, qemu.qmp client (as in the issue)": _qemu_qmp_client,
+        **({"before: machines resolve -M pc-q35-10.0 --device ioapic":
+            lambda: _child([args.before, "resolve", "-M", "pc-q35-10.0", "--device", "ioapic"]),
+            "before: machines preflight --release 10.0.2 --dest linux-7.0/10.0.2":
+            lambda: _child([args.before, "preflight", "--release", "10.0.2", "--dest",
+                            "linux-7.0/10.0.2", *CONFIG])} if args.before else {}),
         "QEMU 10.0.2, -qmp stdio pipe (no client)":
             lambda: _child([QEMU, *CONFIG, *BASE, "-qmp", "stdio"], QMP_IN),
     }
@@ -104,8 +112,9 @@ def main() -> None:
         cpu = f"{statistics.median(cpus):6.1f}" if cpus else "     -"
         print(f"{med[name]:6.1f}ms {min(walls):5.1f}ms {cpu}ms  {name}")
     names = list(runs)
-    for ours in names[1:3]:
-        for qemu in names[3:]:
+    qemus = [n for n in names if n.startswith("QEMU")]
+    for ours in [n for n in names if n.startswith(("machines", "before"))]:
+        for qemu in qemus:
             print(f"{med[qemu] / med[ours]:5.2f}x  {ours.split(' -')[0]} vs {qemu}")
 
 
