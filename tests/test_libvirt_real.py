@@ -173,3 +173,11 @@ def test_probe_connect_describes_the_host_by_its_libvirt(domains: Domains, capsy
     code, out = _preflight(capsys, "--connect", domains.uri, "--domain", name,
                            "--dest", str(path))
     assert code == 0 and out["destinations"][0]["host"] == "via-libvirt"
+
+
+def test_unreachable_libvirt_is_one_line_exit_3(libvirt_uri: str, capsys: Any) -> None:
+    uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+    assert main(["preflight", "--connect", uri, "--domain", "x", "--dest", "a/10.2"]) == 3
+    assert main(["probe", "--simulate", "linux-7.0", "--connect", uri]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "failed to connect" in err.lower()
