@@ -29,7 +29,8 @@ def test_packed_is_current(name: str) -> None:
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
     with open(packed_path(path), "rb") as f:
-        assert f.read() == pack(doc), "stale: run python -m machines.compat.regen"
+        assert f.read() == pack(doc, os.path.getsize(path)), \
+            "stale: run python -m machines.compat.regen"
 
 
 def test_shipped_builds_load_packed() -> None:
@@ -43,3 +44,18 @@ def test_shipped_builds_load_packed() -> None:
 
 def test_missing_packed_file_falls_back(tmp_path) -> None:
     assert load_packed(str(tmp_path / "qemu-9.9.json")) is None
+
+
+def test_a_changed_json_is_read_instead(tmp_path) -> None:
+    """A packed file whose JSON has changed size since the regen step is not used."""
+    import shutil
+
+    from machines.compat.packed import write_packed
+
+    path = tmp_path / "qemu-x.json"
+    shutil.copy(IMPORTED["5.2"], path)
+    write_packed(str(path))
+    assert load_packed(str(path)) is not None
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("\n")
+    assert load_packed(str(path)) is None

@@ -27,12 +27,13 @@ def packed_path(path: str) -> str:
     return path.removesuffix(".json") + ".packed"
 
 
-def pack(doc: dict[str, Any]) -> bytes:
+def pack(doc: dict[str, Any], source_size: int) -> bytes:
     """The packed form of a ``machines import`` document.
 
     One line of JSON (the document, with each packed qom member an index
     ``{type: [offset, length]}``), a newline, then the per-type JSON texts
-    back to back, at those offsets.
+    back to back, at those offsets.  ``source_size`` is the JSON file's size: a packed
+    file whose JSON has since changed size is stale and not used.
     """
     qom = dict(doc["qom"])
     blob = bytearray()
@@ -43,7 +44,8 @@ def pack(doc: dict[str, Any]) -> bytes:
             index[name] = [len(blob), len(text)]
             blob += text
         qom[key] = index
-    header = json.dumps({**doc, "packed": SCHEMA, "qom": qom}, separators=(",", ":"),
+    header = json.dumps({**doc, "packed": SCHEMA, "packed_from_size": source_size, "qom": qom},
+                        separators=(",", ":"),
                         ensure_ascii=False).encode()
     return header + b"\n" + bytes(blob)
 
@@ -88,6 +90,12 @@ def load_packed(path: str) -> dict[str, Any] | None:
     doc: dict[str, Any] = json.loads(data[:end])
     if doc.pop("packed", None) != SCHEMA:
         return None
+    size = doc.pop("packed_from_size", None)
+    try:
+        if size != os.path.getsize(path):
+            return None  # the JSON changed since the regen step: read the JSON itself
+    except OSError:
+        return None
     blob = memoryview(data)[end + 1:]
     qom = doc["qom"]
     for key in PACKED:
@@ -111,7 +119,7 @@ def write_packed(path: str) -> str:
         doc = json.load(f)
     out = packed_path(path)
     with atomic_stream(out) as fh:
-        fh.write(pack(doc))
+        fh.write(pack(doc, os.path.getsize(path)))
     return out
 
 
