@@ -12,6 +12,7 @@ names (an XML, a host profile, a socket...).  What is offered:
 * after QEMU's ``-M``/``-machine`` (resolve, preflight, seoib-designs) and for ``show`` and
   ``compare``: the machine types the chosen build (``--release`` on the line, else the
   default) registers, aliases included;
+* after ``--domain``: the domains of the libvirt ``--connect`` names (``virsh list --all``);
 * an option with fixed choices (``--format``, ``--color``...): those choices.
 """
 
@@ -80,6 +81,24 @@ def _machine_names(words: Sequence[str]) -> list[str]:
     return [*sorted(build.aliases), *(m.name for m in build.registered())]
 
 
+def _domains(words: Sequence[str]) -> list[str]:
+    """The domains of the libvirt named by --connect on the line (virsh, 5 s at most)."""
+    import subprocess
+
+    uri = "qemu:///system"
+    for i, word in enumerate(words[:-1]):
+        if word == "--connect":
+            uri = words[i + 1]
+        elif word.startswith("--connect="):
+            uri = word.partition("=")[2]
+    try:
+        done = subprocess.run(["virsh", "-q", "-c", uri, "list", "--all", "--name"],
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return sorted(n for n in done.stdout.split() if n) if done.returncode == 0 else []
+
+
 def _kernels() -> list[str]:
     from kvmglue.profile import shipped_names
 
@@ -142,6 +161,10 @@ def _values(command: str, prev: str, words: Sequence[str]) -> list[str] | None:
         return [f"{k}/{b}" for k in _kernels() for b in _builds()]
     if command in QEMU_COMMANDS and prev in MACHINE_OPTIONS:
         return _machine_names(words)
+    if prev == "--connect":
+        return ["qemu:///system", "qemu:///session"]
+    if prev == "--domain":
+        return _domains(words)
     if prev == "--simulate" and command == "probe":
         from kvmglue.kernels import kernel_names
 

@@ -181,3 +181,12 @@ def test_unreachable_libvirt_is_one_line_exit_3(libvirt_uri: str, capsys: Any) -
     assert main(["probe", "--simulate", "linux-7.0", "--connect", uri]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "failed to connect" in err.lower()
+
+
+def test_completion_offers_the_domains(domains: Domains) -> None:
+    from machines.completion import candidates
+
+    name = domains.define("pc-q35-10.0")
+    found = candidates(5, ["machines", "preflight", "--connect", domains.uri, "--domain",
+                           "machines-test-"])
+    assert name in found
