@@ -137,3 +137,26 @@ def test_cold_start_machines_resolve(benchmark: Any) -> None:
     benchmark.pedantic(_run, args=(*_machines(), "resolve", "-M", "q35",
                                    "-accel", "kvm,kernel-irqchip=split"), rounds=30,
                        warmup_rounds=2)
+
+
+def test_cold_start_machines_preflight(benchmark: Any) -> None:
+    """Issue 18: a fresh 'machines preflight' of a q35 VM to one destination."""
+    benchmark.pedantic(_run, args=(*_machines(), "preflight", "--release", "10.0.2", "--dest",
+                                   "linux-7.0/10.0.2", *ONE_CONFIG), rounds=30,
+                       warmup_rounds=2)
+
+
+@pytest.mark.qemu
+def test_cold_start_real_qemu_stdio(benchmark: Any) -> None:
+    """Issue 18's other side: a fresh QEMU answering over '-qmp stdio', no client library
+    (the cheapest way to ask QEMU; benchmarks/coldstart.py runs all of them paired)."""
+    if QEMU is None:
+        pytest.skip("needs qemu-system-x86_64 on PATH")
+    commands = (b'{"execute":"qmp_capabilities"}\n{"execute":"qom-get","arguments":'
+                b'{"path":"/machine/q35/ioapic","property":"version"}}\n{"execute":"quit"}\n')
+
+    def ask() -> None:
+        subprocess.run([QEMU, *ONE_CONFIG, "-S", "-nodefaults", "-display", "none", "-qmp",
+                        "stdio"], input=commands, stdout=subprocess.DEVNULL, check=True)
+
+    benchmark.pedantic(ask, rounds=30, warmup_rounds=2)

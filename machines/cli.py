@@ -9,20 +9,29 @@ that need them, so ``machines list`` starts fast.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from functools import cache
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from machines.errors import MachinesError, UnknownMachineError, UsageError
 
+if TYPE_CHECKING:  # argparse is imported only when a parser is built (cold start)
+    import argparse
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (exit 2)."""
 
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+@cache
+def _parser_class() -> type[argparse.ArgumentParser]:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        """argparse that reports a usage error as one line (exit 2)."""
+
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+    return _Parser
 
 
 def _add_release(p: argparse.ArgumentParser) -> None:
@@ -91,7 +100,7 @@ _OURS_WITH_VALUE = {
     "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--seoib",
                   "--cmdline",
                   "--libvirt", "--qmp", "--source-state", "--state", "--fleet", "--hosts", "-o",
-                  "--output"},
+                  "--output", "--connect", "--domain"},
 }
 
 
@@ -123,6 +132,27 @@ def _split_qemu_args(command: str, argv: Sequence[str]) -> tuple[list[str], list
 
 def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines import report
+
+    resolver, devices, pic, decisions = _resolve(args, qemu_args)
+    if args.json:
+        report.print_json(report.resolve_json(resolver, devices, pic, decisions))
+    else:
+        sys.stdout.write(report.resolve_text(resolver, devices, pic))
+        sys.stdout.write(report.seoib_text(decisions))
+    refused = [d for d in decisions if d.refused]
+    if refused:
+        also = [d.kernel for d in refused[1:]]
+        extra = f" (also refused under {', '.join(also)})" if also else ""
+        how = "crash (abort)" if refused[0].aborts else "refuse to power on"
+        print(f"machines: QEMU would {how} (kernel {refused[0].kernel}): "
+              f"{refused[0].error}{extra}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _resolve(args: Any, qemu_args: list[str]) -> tuple[Any, dict[str, Any], Any, list[Any]]:
+    """(resolver, devices, IOAPIC, SEOIB decisions): what 'resolve' says, unprinted
+    (also :func:`machines.api.resolve`)."""
     from machines.config import configure
     from machines.dialect import unsupported_machine
     from machines.errors import PowerOnRefused, UnknownMachineError
@@ -157,21 +187,7 @@ def _cmd_resolve(args: argparse.Namespace, qemu_args: list[str]) -> int:
             name = dict(device.props).get("id") or (f"#{n}" if len(given) > 1 else "")
             devices[f"{typename} ({name})" if name else typename] = \
                 resolver.device(typename, device)
-    decisions = _seoib_decisions(resolver, args)
-    if args.json:
-        report.print_json(report.resolve_json(resolver, devices, pic, decisions))
-    else:
-        sys.stdout.write(report.resolve_text(resolver, devices, pic))
-        sys.stdout.write(report.seoib_text(decisions))
-    refused = [d for d in decisions if d.refused]
-    if refused:
-        also = [d.kernel for d in refused[1:]]
-        extra = f" (also refused under {', '.join(also)})" if also else ""
-        how = "crash (abort)" if refused[0].aborts else "refuse to power on"
-        print(f"machines: QEMU would {how} (kernel {refused[0].kernel}): "
-              f"{refused[0].error}{extra}", file=sys.stderr)
-        return 1
-    return 0
+    return resolver, devices, pic, _seoib_decisions(resolver, args)
 
 
 def _seoib_decisions(resolver: Any, args: argparse.Namespace) -> list[Any]:
@@ -248,13 +264,17 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]
     from machines.options import parse_args, split_command_line
 
     given = [n for n, v in (("--cmdline", args.cmdline), ("--libvirt", args.libvirt),
-                            ("--qmp", args.qmp)) if v is not None] + (["QEMU arguments"]
+                            ("--qmp", args.qmp), ("--domain", args.domain))
+             if v is not None] + (["QEMU arguments"]
                                                                      if qemu_args else [])
     if len(given) > 1:
         raise UsageError(f"describe the source VM once, not with {' and '.join(given)}")
     if not given and args.state is None:
         raise UsageError("no source VM: give its QEMU arguments (after --), --cmdline LINE, "
-                         "--libvirt XML, --qmp SOCKET or --state FILE")
+                         "--libvirt XML, --qmp SOCKET, --connect URI --domain NAME "
+                         "or --state FILE")
+    if args.connect is not None and args.domain is None:
+        raise UsageError("--connect URI names a libvirt; add --domain NAME")
     if args.source_host is not None and args.release is not None:
         raise UsageError("--source-host names the source QEMU already; drop --release")
     binary = None
@@ -275,6 +295,14 @@ def _preflight_source(args: argparse.Namespace, qemu_args: list[str]
         qemu_args = list(live.args)
         described = f"the running QEMU {live.version} at {args.qmp}"
         version, version_of = live.version, f"the version the running QEMU at {args.qmp} reports"
+    elif args.domain is not None:
+        from machines.virsh import read_domain as read_connected
+
+        vm = read_connected(args.connect or "qemu:///system", args.domain)
+        binary, qemu_args = vm.emulator, list(vm.args)
+        described = f"libvirt domain {vm.name} ({vm.state}) at {vm.uri}; " + "; ".join(vm.notes)
+        version, version_of = vm.version, vm.version_of
+        args.connected_running = vm.running
     opts = parse_args(qemu_args, binary)
     source_host = from_spec(args.source_host) if args.source_host else None
     build, why = _source_build(args, source_host, binary, version, version_of)
@@ -310,16 +338,30 @@ def _source_build(args: argparse.Namespace, source_host: Any, binary: str | None
 
 def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     from machines import report
+    from machines.preflight import exit_code
+
+    if args.fleet is not None or args.hosts is not None:
+        return _preflight_fleet(args, qemu_args)
+    doc, results = _preflight(args, qemu_args)
+    if args.json:
+        report.print_json(doc)
+    else:
+        sys.stdout.write(report.preflight_text(doc))
+    return exit_code(results)
+
+
+def _preflight(args: Any, qemu_args: list[str]) -> tuple[dict[str, Any], list[Any]]:
+    """(JSON document, results): what 'preflight' says of one VM, unprinted
+    (also :func:`machines.api.preflight`)."""
+    from machines import report
     from machines.config import configure
     from machines.hostprofile import HostProfile, from_spec
     from machines.i386.seoib import SeoibState, decide, inputs_from
     from machines.kernels import caps, kernel_profile
     from machines.options import parse_args
-    from machines.preflight import exit_code, judge_all, source_from
+    from machines.preflight import judge_all, source_from
     from machines.resolve import Resolver
 
-    if args.fleet is not None or args.hosts is not None:
-        return _preflight_fleet(args, qemu_args)
     if not args.dest:
         raise UsageError("give at least one --dest HOST")
     opts, source_host, build, build_why, described = _preflight_source(args, qemu_args)
@@ -371,7 +413,8 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
         import shlex
 
         dest_args = parse_args(shlex.split(args.dest_args))
-    running = args.qmp is not None or args.source_state is not None or saved is not None
+    running = (args.qmp is not None or args.source_state is not None or saved is not None
+               or getattr(args, "connected_running", False))
     inputs = inputs_from(resolver, None)
     kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
     kernel = None
@@ -411,11 +454,7 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
     host: HostProfile | None = source_host
     results = judge_all(source, dests, dest_args)
     doc = report.preflight_json(source, host, kernel, described, results, build_why, notes)
-    if args.json:
-        report.print_json(doc)
-    else:
-        sys.stdout.write(report.preflight_text(doc))
-    return exit_code(results)
+    return doc, results
 
 
 def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
@@ -428,6 +467,7 @@ def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
         raise UsageError("--fleet and --hosts go together")
     single = [n for n, v in (("--dest", args.dest), ("--cmdline", args.cmdline),
                              ("--libvirt", args.libvirt), ("--qmp", args.qmp),
+                             ("--domain", args.domain),
                              ("--source-host", args.source_host)) if v] + \
         (["QEMU arguments"] if qemu_args else [])
     if single:
@@ -747,7 +787,8 @@ def _sub_preflight(sub: Any) -> None:
                        usage="machines preflight --dest HOST [--dest HOST]... [--json] "
                              "[--source-host HOST] [--release R] [--dest-args 'ARGS'] "
                              "[--source-state STATE | --state FILE] "
-                             "[--cmdline LINE | --libvirt XML | --qmp SOCKET | [--] QEMU ARGS...]")
+                             "[--cmdline LINE | --libvirt XML | --qmp SOCKET | "
+                             "--connect URI --domain NAME | [--] QEMU ARGS...]")
     p.add_argument("--dest", action="append", default=[], metavar="HOST",
                    help="destination: a host-profile file or KERNEL/QEMU[+DESIGN], e.g. "
                         "linux-6.12/10.2 or linux-7.0/10.2+rfc-v2 (repeatable)")
@@ -760,6 +801,11 @@ def _sub_preflight(sub: Any) -> None:
     p.add_argument("--cmdline", help="the source VM as a pasted QEMU command line")
     p.add_argument("--libvirt", metavar="XML", help="the source VM as a libvirt domain XML")
     p.add_argument("--qmp", metavar="SOCKET", help="the source VM running, by its QMP socket")
+    p.add_argument("--connect", metavar="URI",
+                   help="with --domain: the libvirt to ask (default qemu:///system)")
+    p.add_argument("--domain", metavar="NAME",
+                   help="the source VM as a libvirt domain, by name: its live XML and, when "
+                        "it runs, its QEMU over libvirt's monitor passthrough")
     p.add_argument("--source-state", metavar="STATE",
                    help="the running VM's SEOIB state (QUIRKED, RESPECTED, NOT_ADVERTISED)")
     p.add_argument("--state", metavar="FILE",
@@ -862,6 +908,8 @@ def _sub_import(sub: Any) -> None:
                         "arrays of a build without its own source (repeatable)")
     p.add_argument("-o", "--output", metavar="FILE")
     p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS")
+    import argparse
+
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show each step on stderr (default: only on a terminal)")
     p.set_defaults(func=_cmd_import)
@@ -902,6 +950,19 @@ def _sub_inspect(sub: Any) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from machines.completion import script
+
+    sys.stdout.write(script(args.shell))
+    return 0
+
+
+def _sub_completion(sub: Any) -> None:
+    p = sub.add_parser("completion", help="print a shell completion script (bash or zsh)")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(func=_cmd_completion)
+
+
 def _sub_probe(sub: Any) -> None:
     p = sub.add_parser("probe", help="what this host's KVM supports (kernel profile)",
                        add_help=False)
@@ -921,11 +982,35 @@ _SUBCOMMANDS = {
     "inspect": _sub_inspect,
     "seoib-designs": _sub_seoib_designs,
     "probe": _sub_probe,
+    "completion": _sub_completion,
 }
+
+# One example per subcommand, shown at the end of its --help.
+EXAMPLES = {
+    "list": "machines list --release 10.0.2",
+    "show": "machines show pc-q35-9.2 --json",
+    "resolve": "machines resolve -M pc-q35-10.0 -accel kvm,kernel-irqchip=split --device ioapic",
+    "preflight": "machines preflight --dest linux-6.12/10.2 --dest host-b.json "
+                 "-M pc-q35-10.2 -accel kvm,kernel-irqchip=split",
+    "loadvm-check": "machines loadvm-check --current RESPECTED --snapshot QUIRKED "
+                    "--seoib rfc-v2",
+    "compare": "machines compare pc-q35-9.0 pc-q35-9.2",
+    "matrix": "machines matrix --seoib rfc-v2 --family q35 --since 9.0",
+    "gaps": "machines gaps --old 7.2 --new 10.0.2",
+    "import": "machines import --qemu qemu-system-x86_64 -o build.json",
+    "inspect": "machines inspect vm.state --json",
+    "seoib-designs": "machines seoib-designs --fleet vms.jsonl --hosts hosts/",
+    "probe": "machines probe --qemu /usr/bin/qemu-system-x86_64 -o host.json",
+    "completion": "source <(machines completion bash)",
+}
+
+
+_FAST = {"resolve": _cmd_resolve, "preflight": _cmd_preflight}
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line; with ``only``, just that subcommand (argparse is slow to build)."""
+    _Parser = _parser_class()
     parser = _Parser(prog="machines", description=__doc__.splitlines()[0] if __doc__ else None)
     from machines import __version__
 
@@ -934,19 +1019,43 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, add in _SUBCOMMANDS.items():
         if only is None or name == only:
             add(sub)
+            _with_example(sub.choices[name], EXAMPLES[name])
+    return _with_example(parser, "machines resolve -M q35 --device ioapic")
+
+
+def _with_example(parser: argparse.ArgumentParser, example: str) -> argparse.ArgumentParser:
+    import argparse
+
+    parser.epilog = f"example:\n  {example}"
+    if parser.formatter_class is argparse.HelpFormatter:
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
 def _run(argv: list[str]) -> int:
+    if argv and argv[0] == "__complete":  # the shell asking (machines completion bash|zsh)
+        from machines.completion import main as complete
+
+        return complete(argv[1:])
+    if argv == ["--version"]:
+        from machines.about import version_text
+
+        sys.stdout.write(version_text())
+        return 0
     if argv and argv[0] == "probe":
         from machines import probe
 
         return probe.main(argv[1:])
-    parser = _parser(argv[0] if argv and argv[0] in _SUBCOMMANDS else None)
     qemu_args: list[str] = []
     if argv and argv[0] in _OURS_WITH_VALUE:
         ours, qemu_args = _split_qemu_args(argv[0], argv[1:])
+        from machines.fastargs import parse_ours
+
+        fast = parse_ours(argv[0], ours)  # the plain cases without building argparse
+        if fast is not None:
+            return _FAST[argv[0]](fast, qemu_args)  # type: ignore[arg-type]
         argv = [argv[0], *ours]
+    parser = _parser(argv[0] if argv and argv[0] in _SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     func: Callable[..., int] | None = getattr(args, "func", None)
     if func is None:

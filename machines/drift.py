@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from attrs import frozen
+from typing import Any, NamedTuple
 
 from machines.build import Build
 from machines.compat.tables import CompatProp
@@ -31,14 +29,12 @@ from machines.values import Value, parse_value
 SOURCES = Path(__file__).parent / "compat" / "data" / "model.json"
 
 
-@frozen
-class Effective:
+class Effective(NamedTuple):
     value: Value
     origin: str  # "pc_compat_10_0[2]", "default", "behaviour of QEMU 10.1.0 (no property)"
 
 
-@frozen
-class DriftItem:
+class DriftItem(NamedTuple):
     driver: str
     property: str
     source: Effective

@@ -30,8 +30,6 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
-from attrs import evolve
-
 from machines.config import configure
 from machines.errors import DataError, MachinesError
 from machines.hostprofile import HostProfile, from_json
@@ -305,8 +303,8 @@ class FleetRun:
                 ) -> dict[HostClass, list[Reason]]:
         """Per host class, the reasons against the move (empty: it can go)."""
         base = self._configured(config_key).source
-        source = evolve(base, state=SeoibState[state] if state else None,
-                        state_origin="the fleet's VM class")
+        source = base._replace(state=SeoibState[state] if state else None,
+                               state_origin="the fleet's VM class")
         out = {}
         for host_key, target in self.targets.items():
             self.pairs += 1

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-from attrs import frozen
+from typing import Any, NamedTuple
 
 from kvmglue.profile import KernelProfile, shipped_names
 from machines.build import Build
@@ -36,8 +34,7 @@ from machines.schema import check_schema, get, load_json
 SCHEMA = "machines/host-profile/v1"
 
 
-@frozen
-class HostProfile:
+class HostProfile(NamedTuple):
     name: str
     kernel: KernelProfile
     build: Build

@@ -97,48 +97,60 @@ async def _read(socket_path: str) -> LiveVm:
                                  f"{err or type(err).__name__}") from None
 
     try:
-        version = await run("query-version")
-        numbers = version["qemu"]
-        version_text = f"{numbers['major']}.{numbers['minor']}.{numbers['micro']}"
-        machine_type = str(await run("qom-get", {"path": "/machine", "property": "type"}))
-        machine = machine_type.removesuffix("-machine")
-        kvm = bool((await run("query-kvm")).get("enabled"))
-        notes: list[str] = []
-        children: dict[str, str] = {}
-        for parent in ("/machine/q35", "/machine/i440fx"):
-            try:
-                for child in await run("qom-list", {"path": parent}):
-                    children[f"{parent}/{child['name']}"] = str(child.get("type", ""))
-            except QmpCommandError:
-                continue
-        ioapic_path = next((p for p in children if p.endswith("/ioapic")), None)
-        ioapic_type = children.get(ioapic_path or "", "")
-        cpus = await run("query-cpus-fast")
-        cpu_path = cpus[0]["qom-path"] if cpus else None
-        cpu_type = str(await run("qom-get", {"path": cpu_path, "property": "type"})) \
-            if cpu_path else None
-        args = ["-machine", machine]
-        if kvm:
-            if ioapic_type == "child<kvm-ioapic>":
-                irqchip = "on"
-            else:
-                lapic = str(await run("qom-get", {"path": f"{cpu_path}/lapic",
-                                                  "property": "type"}))
-                irqchip = "split" if lapic == "kvm-apic" else "off"
-            args += ["-accel", f"kvm,kernel-irqchip={irqchip}"]
-            notes.append(f"KVM with kernel-irqchip={irqchip} (read from the devices QEMU made)")
-        else:
-            args += ["-accel", "tcg"]
-        if ioapic_path and ioapic_type == "child<ioapic>":
-            version_value = await run("qom-get", {"path": ioapic_path, "property": "version"})
-            args += ["-global", f"ioapic.version={int(version_value):#x}"]
-        if cpu_type and cpu_type.endswith("-x86_64-cpu"):
-            model = cpu_type.removesuffix("-x86_64-cpu")
-            x2apic = await run("qom-get", {"path": cpu_path, "property": "x2apic"})
-            args += ["-cpu", model if x2apic else f"{model},-x2apic"]
+        return await describe(run)
     finally:
         with contextlib.suppress(Exception):  # already failing or done; the socket is QEMU's
             await asyncio.wait_for(client.disconnect(), TIMEOUT)
+
+
+async def describe(run: Any) -> LiveVm:
+    """The running QEMU's configuration from its answers to ``run(command, arguments)``.
+
+    ``run`` is any QMP transport: our own client on the monitor socket, or
+    libvirt's monitor passthrough (:mod:`machines.virsh`).  Both give the same
+    judgement.
+    """
+    from machines.qmp import QmpCommandError
+
+    version = await run("query-version", None)
+    numbers = version["qemu"]
+    version_text = f"{numbers['major']}.{numbers['minor']}.{numbers['micro']}"
+    machine_type = str(await run("qom-get", {"path": "/machine", "property": "type"}))
+    machine = machine_type.removesuffix("-machine")
+    kvm = bool((await run("query-kvm", None)).get("enabled"))
+    notes: list[str] = []
+    children: dict[str, str] = {}
+    for parent in ("/machine/q35", "/machine/i440fx"):
+        try:
+            for child in await run("qom-list", {"path": parent}):
+                children[f"{parent}/{child['name']}"] = str(child.get("type", ""))
+        except QmpCommandError:
+            continue
+    ioapic_path = next((p for p in children if p.endswith("/ioapic")), None)
+    ioapic_type = children.get(ioapic_path or "", "")
+    cpus = await run("query-cpus-fast", None)
+    cpu_path = cpus[0]["qom-path"] if cpus else None
+    cpu_type = str(await run("qom-get", {"path": cpu_path, "property": "type"})) \
+        if cpu_path else None
+    args = ["-machine", machine]
+    if kvm:
+        if ioapic_type == "child<kvm-ioapic>":
+            irqchip = "on"
+        else:
+            lapic = str(await run("qom-get", {"path": f"{cpu_path}/lapic",
+                                              "property": "type"}))
+            irqchip = "split" if lapic == "kvm-apic" else "off"
+        args += ["-accel", f"kvm,kernel-irqchip={irqchip}"]
+        notes.append(f"KVM with kernel-irqchip={irqchip} (read from the devices QEMU made)")
+    else:
+        args += ["-accel", "tcg"]
+    if ioapic_path and ioapic_type == "child<ioapic>":
+        version_value = await run("qom-get", {"path": ioapic_path, "property": "version"})
+        args += ["-global", f"ioapic.version={int(version_value):#x}"]
+    if cpu_type and cpu_type.endswith("-x86_64-cpu"):
+        model = cpu_type.removesuffix("-x86_64-cpu")
+        x2apic = await run("qom-get", {"path": cpu_path, "property": "x2apic"})
+        args += ["-cpu", model if x2apic else f"{model},-x2apic"]
     return LiveVm(version_text, tuple(args), tuple(notes))
 
 

@@ -35,8 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-
-from attrs import frozen
+from typing import NamedTuple
 
 from machines.build import Build
 from machines.config import VmConfig, configure
@@ -54,8 +53,7 @@ QUIRKED_FIX = ("power the VM on with -accel kvm,seoib-policy=quirked (it takes a
                "it movable to hosts without SEOIB support")
 
 
-@frozen
-class Reason:
+class Reason(NamedTuple):
     code: str
     severity: str
     message: str
@@ -66,8 +64,7 @@ class Reason:
                 "fix": self.fix}
 
 
-@frozen
-class Source:
+class Source(NamedTuple):
     """What the source VM is, as the destinations are judged against it."""
 
     config: VmConfig
@@ -79,8 +76,7 @@ class Source:
     decision: SeoibDecision | None = None
 
 
-@frozen
-class Destination:
+class Destination(NamedTuple):
     host: str
     verdict: str  # ok | warn | blocked
     reasons: tuple[Reason, ...]
@@ -118,8 +114,7 @@ def destination_options(source: Source, dest_args: QemuOptions | None) -> QemuOp
                          incoming="defer", loadvm=None)
 
 
-@frozen
-class Target:
+class Target(NamedTuple):
     """What the rules read about a destination: its QEMU build and its kernel's flags.
 
     ``where`` and ``kernel`` only word the messages (" on host-b", "kernel

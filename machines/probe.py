@@ -32,7 +32,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="machines probe",
-                description="Probe KVM's x2APIC API and suppress-EOI-broadcast behaviour.")
+                description="Probe KVM's x2APIC API and suppress-EOI-broadcast behaviour.",
+                epilog="example:\n  machines probe --qemu /usr/bin/qemu-system-x86_64 "
+                       "-o host.json",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the kernel profile as JSON")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the kernel profile (JSON) to FILE, atomically")
@@ -44,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--qemu", metavar="BINARY",
                    help="also ask this QEMU binary over QMP what it knows; the output is then "
                         "a host profile (kernel + QEMU) for 'machines preflight'")
+    p.add_argument("--connect", metavar="URI",
+                   help="also ask this libvirt (virsh version, capabilities, domcapabilities) "
+                        "which QEMU it runs; the output is then a host profile that records "
+                        "what libvirt reports")
     p.add_argument("--name", help="the host's name in a host profile (default: this hostname)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="with --qemu: show each step on stderr (default: only on a terminal)")
@@ -53,8 +60,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str], *, ops: KvmOps = LIBC_OPS) -> int:
     args = _parser().parse_args(argv)
     profile = _probe(args, ops)
+    if args.qemu and args.connect:
+        raise UsageError("machines probe: give --qemu BINARY or --connect URI, not both")
     if args.qemu:
         return _host_profile(args, profile)
+    if args.connect:
+        return _libvirt_profile(args, profile)
     if args.output:
         atomic_write_json(args.output, profile.to_json())
     if args.json:
@@ -87,6 +98,36 @@ def _host_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
         print(f"QEMU         {imported['qemu']['version']} ({args.qemu}): "
               f"{len(imported['machines'])} machine types; seoib-policy: "
               f"{'yes' if aware else 'no (never sets the SEOIB flags)'}"
+              + (f"\nhost profile {doc['name']} -> {args.output}" if args.output else ""))
+    return 0
+
+
+def _libvirt_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
+    """Kernel profile plus the QEMU a libvirt runs, named by the build this tool ships."""
+    import socket
+
+    from machines.hostprofile import host_profile_json
+    from machines.registry import build_for_version
+    from machines.virsh import libvirt_host
+
+    info = libvirt_host(args.connect)
+    release = build_for_version(info["qemu_version"])
+    if release is None:
+        raise UsageError(f"machines probe: libvirt {args.connect} runs QEMU "
+                         f"{info['qemu_version']}, for which no build data ships: probe it "
+                         f"with --qemu {info['emulator'] or 'BINARY'} instead (on that host)")
+    doc = host_profile_json(args.name or socket.gethostname(), kernel, {"release": release})
+    doc["libvirt"] = info
+    if args.output:
+        atomic_write_json(args.output, doc)
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    elif not args.output:
+        print(render(kernel, source=args.simulate or args.device))
+    if not args.json:
+        print(f"libvirt      {info['libvirt_version']} at {args.connect}: QEMU "
+              f"{info['qemu_version']} ({info['emulator']}), {len(info['machines'])} machine "
+              f"types, build {release}"
               + (f"\nhost profile {doc['name']} -> {args.output}" if args.output else ""))
     return 0
 

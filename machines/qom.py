@@ -48,7 +48,7 @@ class QomTypes:
         self.abstract: frozenset[str] = frozenset(n for n, v in types.items() if v[1])
         self._raw = properties  # PropertyInfo objects are made when a type is asked for
         self._own: dict[str, dict[str, PropertyInfo]] = {}
-        self._instances = {t: dict(v) for t, v in (instances or {}).items()}
+        self._instances: Mapping[str, Any] = instances or {}  # read only; may decode lazily
         self._merged: dict[str, dict[str, PropertyInfo]] = {}
         # caches: the hierarchy is fixed once loaded, overlays clear what depends on them
         self._ancestry: dict[str, tuple[str, ...]] = {}
@@ -132,10 +132,24 @@ class QomTypes:
             return self._found[key]
         info = self.properties(typename).get(prop)
         if info is None and typename in self.abstract:
-            info = next((found for sub in self.subtypes(typename)
-                         if (found := self.properties(sub).get(prop)) is not None), None)
+            # Merge the tables only of the first subtype that has it somewhere (cold start:
+            # merging every subtype of virtio-pci costs more than the rest of a pre-flight).
+            info = next((found for sub in self.subtypes(typename) if self._defines(sub, prop)
+                         and (found := self.properties(sub).get(prop)) is not None), None)
         self._found[key] = info
         return info
+
+    def _defines(self, typename: str, prop: str) -> bool:
+        """Whether ``prop`` is in the own table of ``typename``, its proxy backend or an
+        ancestor of either (what :meth:`properties` merges), without merging."""
+        def own_has(node: str) -> bool:
+            own = self._own.get(node)
+            return prop in (own if own is not None else self._raw.get(node, ()))
+
+        if any(own_has(node) for node in self.ancestry(typename)):
+            return True
+        backend = self.proxy_backend(typename)
+        return backend is not None and any(own_has(node) for node in self.ancestry(backend))
 
     def add_property(self, typename: str, info: PropertyInfo) -> None:
         """Overlay a property (new in a model release) onto a type."""

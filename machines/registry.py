@@ -65,6 +65,12 @@ def _load_import(path: str) -> dict[str, Any]:
     # The files shipped in the package are checked by the test suite like
     # code; only files from elsewhere pay for the field-by-field check.
     shipped = os.path.dirname(path) == os.path.realpath(DATA)
+    if shipped:  # the packed form: the QOM tables are decoded per type, when asked for
+        from machines.compat.packed import load_packed
+
+        packed = load_packed(path)
+        if packed is not None:
+            return check_import(packed, path, deep=False)
     return check_import(load_json(path, "QEMU build data"), path, deep=not shipped)
 
 

@@ -131,3 +131,36 @@ def rfc_qemu() -> str:
     if os.environ.get("MACHINES_REQUIRE_RFC_QEMU") == "1":
         pytest.fail(reason + " but MACHINES_REQUIRE_RFC_QEMU=1")
     pytest.skip(reason)
+
+
+# -- a real libvirt (.ci/install-libvirt) --------------------------------------
+
+LIBVIRT_URI = os.environ.get("MACHINES_LIBVIRT_URI", "qemu:///system")
+
+
+def _libvirt_problem() -> str | None:
+    """Why the libvirt at LIBVIRT_URI cannot be used, or None when it answers."""
+    import subprocess
+
+    if shutil.which("virsh") is None:
+        return "virsh not found (run .ci/install-libvirt)"
+    try:
+        done = subprocess.run(["virsh", "-q", "-c", LIBVIRT_URI, "version"], capture_output=True,
+                              text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        return f"{LIBVIRT_URI} does not answer within 30 s"
+    if done.returncode != 0:
+        return f"{LIBVIRT_URI}: {' '.join(done.stderr.split())} (run .ci/install-libvirt)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def libvirt_uri() -> str:
+    """The URI of a libvirt that answers, or skip (fail under MACHINES_REQUIRE_LIBVIRT=1)."""
+    problem = _libvirt_problem()
+    if problem is not None:
+        reason = f"needs a running libvirt ({problem})"
+        if os.environ.get("MACHINES_REQUIRE_LIBVIRT") == "1":
+            pytest.fail(reason + " but MACHINES_REQUIRE_LIBVIRT=1")
+        pytest.skip(reason)
+    return LIBVIRT_URI

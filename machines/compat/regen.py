@@ -8,4 +8,8 @@ that import and the files in ``sources/``.
 from machines.compat.reference import regenerate
 
 if __name__ == "__main__":
+    from machines.compat.packed import regenerate_all
+
     print(f"wrote {regenerate()}")
+    for path in regenerate_all():
+        print(f"wrote {path}")
