@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import NamedTuple
 
 from attrs import frozen
 
@@ -144,8 +145,26 @@ def judge(source: Source, dest: HostProfile, dest_args: QemuOptions | None = Non
 def judge_target(source: Source, target: Target, dest_args: QemuOptions | None = None
                  ) -> list[Reason]:
     """Every reason against moving ``source`` to ``target`` (empty: it can go)."""
+    before, irqchip, after, final = target_static(source, target.build, target.where, dest_args)
+    if final:
+        return list(before)
+    return [*before, *_seoib(source, target, irqchip), *after]
+
+
+class Static(NamedTuple):
+    """The reasons that do not depend on the VM's SEOIB state or the destination's kernel."""
+
+    before: tuple[Reason, ...]  # ahead of the SEOIB reasons
+    irqchip: str | None  # the destination's kernel-irqchip
+    after: tuple[Reason, ...]
+    final: bool  # no SEOIB reasons: the machine type is unknown or the destination refuses
+
+
+def target_static(source: Source, build: Build, where: str = "",
+                  dest_args: QemuOptions | None = None) -> Static:
+    """What :func:`judge_target` finds from the source's configuration and the destination's
+    build alone (a fleet computes it once per configuration and build)."""
     reasons: list[Reason] = []
-    build = target.build
     config = source.config
     if config.alias_used:
         reasons.append(Reason(
@@ -161,12 +180,12 @@ def judge_target(source: Source, target: Target, dest_args: QemuOptions | None =
         nearest = _nearest(build, source.machine, config.machine.family)
         reasons.append(Reason(
             "machine-type-unknown", BLOCKED,
-            f"QEMU {build.name}{target.where} does not know {source.machine}"
+            f"QEMU {build.name}{where} does not know {source.machine}"
             + (f" ({note})" if note else "")
             + (f"; its closest is {nearest[0]}" if nearest else ""),
             "keep the VM on hosts whose QEMU has this machine type, or move it to a type the "
             "destination knows with a cold restart" + (f" (e.g. {nearest[0]})" if nearest else "")))
-        return reasons
+        return Static(tuple(reasons), None, (), True)
     if machine.deprecated:
         reasons.append(Reason(
             "machine-type-deprecated", WARNING,
@@ -177,14 +196,14 @@ def judge_target(source: Source, target: Target, dest_args: QemuOptions | None =
     if isinstance(dest_side, str):
         reasons.append(Reason(
             "destination-config-invalid", BLOCKED,
-            f"QEMU {build.name}{target.where} would refuse the configuration: {dest_side}",
+            f"QEMU {build.name}{where} would refuse the configuration: {dest_side}",
             "fix the destination's configuration (--dest-args) so that its QEMU accepts it"))
-        return reasons
+        return Static(tuple(reasons), None, (), True)
     dest_ioapic, dest_irqchip = dest_side
-    reasons += _seoib(source, target, dest_irqchip)
+    after: list[Reason] = []
     if source.ioapic and dest_ioapic and (source.ioapic.version, source.ioapic.type) != \
             (dest_ioapic.version, dest_ioapic.type):
-        reasons.append(Reason(
+        after.append(Reason(
             "ioapic-version-mismatch", BLOCKED,
             f"the source's IOAPIC is {source.ioapic.type} version {source.ioapic.version:#x}, "
             f"the destination would build {dest_ioapic.type} version {dest_ioapic.version:#x}",
@@ -198,11 +217,11 @@ def judge_target(source: Source, target: Target, dest_args: QemuOptions | None =
                   f"{', '.join(d.property for d in lacking)}: a later point release does)"
                   if lacking else ", or pin the listed properties on the destination with "
                   "-global to the source's values"))
-        reasons.append(Reason(
+        after.append(Reason(
             "compat-drift", BLOCKED,
             f"{machine.name} differs between QEMU {config.build.name} and QEMU {build.name}: "
             + "; ".join(d.describe(config.build.name, build.name) for d in drift), fix))
-    return reasons
+    return Static(tuple(reasons), dest_irqchip, tuple(after), False)
 
 
 @cache

@@ -104,10 +104,12 @@ def _per_pair(vm: dict[str, Any], hosts: dict[str, Any]) -> dict[str, Any] | str
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_grouped_answer_equals_per_pair_answer(tmp_path: Path, seed: int, capsys: Any) -> None:
     fleet, host_dir = random_fleet(tmp_path, seed, vms=150, hosts=25)
-    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir)]) == 0
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir),
+                 "--expand-hosts"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     header, rows, summary = lines[0], lines[1:-1], lines[-1]
-    assert header["schema"] == "machines/fleet/v1" and "summary" in summary
+    assert header["schema"] == "machines/fleet/v2" and "summary" in summary
+    assert header["form"] == "hosts"
     host_class = {h: c for c, info in header["host_classes"].items() for h in info["hosts"]}
     hosts = {p.stem: load(p) for p in sorted(host_dir.glob("*.json"))}
     vms = [json.loads(line) for line in fleet.read_text().splitlines()]
@@ -129,6 +131,57 @@ def test_grouped_answer_equals_per_pair_answer(tmp_path: Path, seed: int, capsys
     assert compared > 1000
     assert summary["summary"]["vms"] == len(vms)
     assert summary["summary"]["decided_classes"] < len(vms)
+
+
+def read_class_form(text: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]],
+                                         list[dict[str, Any]], dict[str, Any]]:
+    """The class form read back: header, outcomes with their reasons inlined, VM lines,
+    totals."""
+    lines = [json.loads(line) for line in text.splitlines()]
+    header, totals = lines[0], lines[-1]["summary"]
+    reasons = {line.pop("reason"): line for line in lines if "reason" in line}
+    outcomes = {}
+    for line in lines:
+        if "outcome" in line and "vm" not in line:
+            for key in ("warnings", "blocked"):
+                if key in line:
+                    line[key] = {hc: [reasons[r] for r in refs] for hc, refs in line[key].items()}
+            outcomes[line["outcome"]] = line
+    vms = [line for line in lines if "vm" in line]
+    return header, outcomes, vms, totals
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_class_form_says_what_the_per_host_form_says(tmp_path: Path, seed: int,
+                                                     capsys: Any) -> None:
+    fleet, host_dir = random_fleet(tmp_path, seed, vms=200, hosts=30)
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir)]) == 0
+    header, outcomes, vms, totals = read_class_form(capsys.readouterr().out)
+    assert header["schema"] == "machines/fleet/v2" and header["form"] == "classes"
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir),
+                 "--expand-hosts"]) == 0
+    per_host = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert per_host[0]["host_classes"] == header["host_classes"]
+    classes = header["host_classes"]
+    assert sum(len(c["hosts"]) for c in classes.values()) == header["hosts"] == 30
+    for c in classes.values():  # what defines the class
+        assert {"qemu", "seoib", "kernel_enable_flag", "kernel_disable_flag", "kernels"} <= set(c)
+    assert [v["vm"] for v in vms] == [r["vm"] for r in per_host[1:-1]]
+    for vm, row in zip(vms, per_host[1:-1], strict=True):
+        outcome = outcomes[vm["outcome"]]
+        assert vm["verdict"] == outcome["verdict"]
+        if "error" in row:
+            assert outcome == {"outcome": vm["outcome"], "verdict": "error",
+                               "error": row["error"]}
+            continue
+        hosts = [h for hc in outcome["can_move_to"] for h in classes[hc]["hosts"]]
+        assert sorted(hosts) == sorted(row["can_move_to"])
+        assert outcome["warnings"] == row["warnings"] and outcome["blocked"] == row["blocked"]
+        expected = ("nowhere" if not hosts else "limited" if row["blocked"] else
+                    "warn" if row["warnings"] else "ok")
+        assert vm["verdict"] == expected
+    assert totals["vms"] == 200 == sum(totals["verdicts"].values())
+    assert per_host[-1]["summary"] == totals
 
 
 def test_fleet_input_errors_name_the_line(tmp_path: Path, capsys: Any) -> None:
@@ -168,7 +221,8 @@ def test_tcg_and_seoib_unaware_vms_need_no_state(tmp_path: Path, capsys: Any) ->
         '"irqchip": "split"}\n'
         '{"id": "tcg-state", "machine": "q35", "qemu": "10.0.2", "state": "RESPECTED"}\n')
     assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir)]) == 0
-    rows = {r["vm"]: r for r in map(json.loads, capsys.readouterr().out.splitlines()[1:-1])}
+    _, outcomes, vms, _ = read_class_form(capsys.readouterr().out)
+    rows = {v["vm"]: outcomes[v["outcome"]] for v in vms}
     assert "error" not in rows["tcg"] and "error" not in rows["unaware"], rows
     assert "needs a state or a source_host" in rows["aware"]["error"]
     assert "has no SEOIB state" in rows["tcg-state"]["error"]
