@@ -31,6 +31,8 @@ the output) and one class number each; a line is parsed and dropped.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 from array import array
@@ -47,7 +49,15 @@ from machines.errors import DataError, MachinesError
 from machines.hostprofile import HostProfile, from_json
 from machines.i386.seoib import KernelCaps, SeoibInputs, SeoibState, decide, inputs_from
 from machines.options import parse_args
-from machines.preflight import Reason, Source, Static, Target, source_from, target_static
+from machines.preflight import (
+    Reason,
+    Source,
+    Static,
+    Target,
+    destination_options,
+    source_from,
+    target_static,
+)
 from machines.preflight import _seoib as seoib_reasons
 from machines.registry import NEWEST, build_names, get_build
 from machines.resolve import Resolver
@@ -205,6 +215,8 @@ class Outcome(NamedTuple):
     verdict: str  # one of VERDICTS
     reasons: dict[HostClass, list[Reason]]  # every host class, in class order
     error: str | None = None
+    blocked: frozenset[HostClass] = frozenset()  # the host classes it cannot move to
+    pairs: tuple[int, int, int] = (0, 0, 0)  # hosts it can move to (ok, warn), blocked
 
 
 def _label(build: Build) -> str:
@@ -241,6 +253,7 @@ class FleetRun:
                 self.targets[key] = Target(host.build, KernelCaps(
                     "the destination kernel", key.enable, key.disable))
         self.class_ids = {key: f"hc{i + 1}" for i, key in enumerate(self.host_classes)}
+        self._sizes = {key: len(ids) for key, ids in self.host_classes.items()}
         labels: dict[Build, str] = {}
         for key in self.host_classes:
             if key.build not in labels:
@@ -257,6 +270,7 @@ class FleetRun:
         self._seen: set[str] = set()
         self._configs: dict[ConfigKey, _Configured] = {}
         self._outcomes: dict[Decided, Outcome] = {}
+        self._by_index: list[Outcome] = []
         self._statics: dict[tuple[ConfigKey, Build], Static] = {}
         self._seoibs: dict[tuple[Any, ...], tuple[Reason, ...]] = {}
         self.pairs = 0
@@ -325,11 +339,18 @@ class FleetRun:
             fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as err:
             raise DataError(f"fleet {path}: {err.strerror}") from None
+        with _no_gc():
+            self._read(fh, path)
+
+    def _read(self, fh: IO[str], path: str) -> None:
         loads = json.loads
         raw = self._raw
         source_of: dict[str | None, HostClass | None] = {None: None}
         source_of.update(self._source_class)
-        take = self._take
+        seen = self._seen
+        seen_add = seen.add
+        ids_append = self.ids.append
+        class_append = self.class_of.append
         number = 0
         with fh:
             try:
@@ -354,7 +375,12 @@ class FleetRun:
                     except (KeyError, TypeError, AttributeError):
                         index = self._slow(doc, number, path)
                         vm_id = doc["id"]
-                    take(vm_id, index, number, path)
+                    size = len(seen)
+                    seen_add(vm_id)
+                    if len(seen) == size:
+                        self._take(vm_id, index, number, path)  # raises: a duplicate
+                    ids_append(vm_id)
+                    class_append(index)
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{number}: not JSON ({err.msg})") from None
             except RecursionError:
@@ -387,16 +413,21 @@ class FleetRun:
         found = self._outcomes.get(decided)
         if found is None:
             reasons = self.reasons(*decided)
-            blocked = sum(1 for rs in reasons.values() if _blocks(rs))
-            if blocked == len(reasons):
+            blocked = frozenset(k for k, rs in reasons.items() if _blocks(rs))
+            sizes = self._sizes
+            pairs = [0, 0, 0]
+            for key, rs in reasons.items():
+                pairs[2 if key in blocked else 1 if rs else 0] += sizes[key]
+            if len(blocked) == len(reasons):
                 verdict = "nowhere"
             elif blocked:
                 verdict = "limited"
-            elif any(reasons.values()):
+            elif pairs[1]:
                 verdict = "warn"
             else:
                 verdict = "ok"
-            found = self._outcomes[decided] = Outcome(verdict, reasons)
+            found = self._outcomes[decided] = Outcome(verdict, reasons, None, blocked,
+                                                      (pairs[0], pairs[1], pairs[2]))
         return found
 
     def _build(self, key: VmClass) -> Build:
@@ -470,13 +501,18 @@ class FleetRun:
         # designs, the irqchips and the destination kernel's flags.
         statics = self._statics
         seoibs = self._seoibs
+        # The policy is not part of it: the destination is configured without one.
+        static_key = config_key._replace(policy=None)
+        dest_opts = None
         out = {}
         for host_key, target in self.targets.items():
             self.pairs += 1
-            static = statics.get((config_key, target.build))
+            static = statics.get((static_key, target.build))
             if static is None:
-                static = statics[(config_key, target.build)] = target_static(source,
-                                                                             target.build)
+                if dest_opts is None:
+                    dest_opts = destination_options(source, None)
+                static = statics[(static_key, target.build)] = target_static(
+                    source, target.build, dest_opts=dest_opts)
             if static.final:
                 out[host_key] = list(static.before)
                 continue
@@ -500,7 +536,10 @@ class FleetRun:
 
     def outcomes(self) -> list[Outcome]:
         """Every VM class's outcome, by class number."""
-        return [self.outcome(key) for key in self.vm_classes]
+        done = self._by_index
+        with _no_gc():
+            done += [self.outcome(key) for key in self.vm_classes[len(done):]]
+        return done
 
     def write(self, out: IO[bytes], expand_hosts: bool = False) -> dict[str, Any]:
         """The header, then (class form) the reasons and outcomes once each and one short
@@ -525,6 +564,7 @@ class FleetRun:
                        ) -> list[str]:
         """Write each reason and each outcome once; the VM lines' tails, by class."""
         reason_ids: dict[Reason, str] = {}
+        by_identity: dict[int, str] = {}  # most reasons are shared objects: a faster key
         lines: list[str] = []
         outcome_ids: dict[int, str] = {}  # id(Outcome) -> its record's id
         records: list[str] = []
@@ -541,13 +581,16 @@ class FleetRun:
                     for host_key, reasons in outcome.reasons.items():
                         refs = []
                         for reason in reasons:
-                            ref = reason_ids.get(reason)
+                            ref = by_identity.get(id(reason))
                             if ref is None:
-                                ref = reason_ids[reason] = f"r{len(reason_ids) + 1}"
-                                lines.append(json.dumps({"reason": ref, **reason.to_json()}))
+                                ref = reason_ids.get(reason)
+                                if ref is None:
+                                    ref = reason_ids[reason] = f"r{len(reason_ids) + 1}"
+                                    lines.append(json.dumps({"reason": ref, **reason.to_json()}))
+                                by_identity[id(reason)] = ref
                             refs.append(ref)
                         hc = self.class_ids[host_key]
-                        if _blocks(reasons):
+                        if host_key in outcome.blocked:
                             blocked[hc] = refs
                         else:
                             movable.append(hc)
@@ -570,7 +613,7 @@ class FleetRun:
         blocked: dict[str, list[dict[str, str]]] = {}
         for host_key, reasons in outcome.reasons.items():
             as_json = [r.to_json() for r in reasons]
-            if _blocks(reasons):
+            if host_key in outcome.blocked:
                 blocked[self.class_ids[host_key]] = as_json
                 continue
             movable += self.host_classes[host_key]
@@ -584,17 +627,34 @@ class FleetRun:
         per_class = Counter(self.class_of)
         verdicts = dict.fromkeys(VERDICTS, 0)
         pairs = {"ok": 0, "warn": 0, "blocked": 0}
-        sizes = {key: len(ids) for key, ids in self.host_classes.items()}
         for index, count in per_class.items():
             outcome = outcomes[index]
             verdicts[outcome.verdict] += count
-            for host_key, reasons in outcome.reasons.items():
-                kind = "blocked" if _blocks(reasons) else "warn" if reasons else "ok"
-                pairs[kind] += count * sizes[host_key]
+            ok, warn, blocked = outcome.pairs
+            pairs["ok"] += count * ok
+            pairs["warn"] += count * warn
+            pairs["blocked"] += count * blocked
         return {"vms": len(self.ids), "vm_classes": len(self.vm_classes),
                 "decided_classes": len(self._outcomes), "host_classes": len(self.host_classes),
                 "errors": verdicts["error"], "verdicts": verdicts, **pairs,
                 "class_pairs": self.pairs}
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for a while.
+
+    A fleet run makes millions of small objects that live to the end (ids,
+    class keys, reasons) and no cycles; each full collection walks all of them,
+    which cost more than half of the judging time at 1,000,000 VMs.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _blocks(reasons: list[Reason]) -> bool:

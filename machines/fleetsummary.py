@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 from machines.errors import MachinesError
-from machines.fleet import VERDICTS, Decided, FleetRun, HostClass, _blocks
+from machines.fleet import VERDICTS, Decided, FleetRun, HostClass
 from machines.render import Cell, Table, to_html_page, to_markdown
 
 SCHEMA = "machines/fleet-summary/v1"
@@ -79,7 +79,7 @@ def summarize(run: FleetRun, fleet: str = "", hosts: str = "") -> dict[str, Any]
         outcome = outcomes[index]
         codes: dict[str, tuple[set[HostClass], Any]] = {}
         for host_key, reasons in outcome.reasons.items():
-            if _blocks(reasons):
+            if host_key in outcome.blocked:
                 for reason in reasons:
                     if reason.severity == "blocked":
                         codes.setdefault(reason.code, (set(), reason))[0].add(host_key)
@@ -101,7 +101,7 @@ def summarize(run: FleetRun, fleet: str = "", hosts: str = "") -> dict[str, Any]
     refusing = []
     for host_key, host_ids in run.host_classes.items():
         refused: list[tuple[int, int]] = [(index, per_class[index]) for index in per_class
-                   if outcomes[index].error is None and _blocks(outcomes[index].reasons[host_key])]
+                   if host_key in outcomes[index].blocked]
         if not refused:
             continue
         refused.sort(key=lambda x: -x[1])
@@ -139,8 +139,8 @@ def summarize(run: FleetRun, fleet: str = "", hosts: str = "") -> dict[str, Any]
             quirked = run.judge((decided[0], "QUIRKED"))
         except MachinesError:
             continue
-        gained = [run.class_ids[k] for k, rs in now.reasons.items()
-                  if _blocks(rs) and not _blocks(quirked.reasons[k])]
+        gained = [run.class_ids[k] for k in now.reasons
+                  if k in now.blocked and k not in quirked.blocked]
         if gained:
             if decided not in restart:
                 from machines.preflight import _quirked_fix
