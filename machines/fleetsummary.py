@@ -247,6 +247,6 @@ def render(summary: dict[str, Any], form: str) -> str:
         return json.dumps(summary, indent=1) + "\n"
     parts = tables(summary)
     if form == "md":
-        return "\n".join(to_markdown(t).replace("\n# ", "\n## ", 1) if i else to_markdown(t)
+        return "\n".join("#" + to_markdown(t) if i else to_markdown(t)
                          for i, t in enumerate(parts))
     return to_html_page(parts[0].title, parts)

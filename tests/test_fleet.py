@@ -248,3 +248,133 @@ def test_duplicate_host_names_are_refused(tmp_path: Path, capsys: Any) -> None:
     (host_dir / "copy.json").write_text(json.dumps(doc))
     assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir)]) == 2
     assert "already defined" in capsys.readouterr().err
+
+
+# -- the summary ----------------------------------------------------------------------------
+
+def known_fleet(directory: Path) -> tuple[Path, Path]:
+    """Hosts and VMs whose summary is known: one VM stuck, one that a restart frees."""
+    from machines.hostprofile import from_spec, host_profile_json
+
+    host_dir = directory / "hosts"
+    host_dir.mkdir()
+    for name, spec in [("old-kernel", "linux-6.12/10.2+opt-in"),
+                       ("new-kernel", "linux-7.0/10.2+opt-in"),
+                       ("new-kernel-2", "linux-7.0/10.2+opt-in")]:
+        host = from_spec(spec)
+        (host_dir / f"{name}.json").write_text(json.dumps(
+            host_profile_json(name, host.kernel, host.qemu)))
+    fleet = directory / "vms.jsonl"
+    fleet.write_text(
+        '{"id": "respected", "machine": "pc-q35-10.2", "qemu": "10.2", "seoib": "opt-in", '
+        '"irqchip": "split", "policy": "respected", "state": "RESPECTED"}\n'
+        '{"id": "quirked", "machine": "pc-q35-10.2", "irqchip": "split", '
+        '"source_host": "old-kernel"}\n'
+        '{"id": "too-new", "machine": "pc-q35-11.1", "qemu": "11.1", "irqchip": "on", '
+        '"state": "QUIRKED"}\n'
+        '{"id": "tcg", "machine": "pc-q35-10.2", "qemu": "10.2"}\n'
+        '{"id": "broken", "machine": "pc-q35-10.2", "qemu": "10.2", "state": "QUIRKED"}\n')
+    return fleet, host_dir
+
+
+def test_summary_of_a_known_fleet(tmp_path: Path, capsys: Any) -> None:
+    fleet, host_dir = known_fleet(tmp_path)
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir),
+                 "--summary", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["schema"] == "machines/fleet-summary/v1"
+    assert summary["verdicts"] == {"ok": 2, "warn": 0, "limited": 1, "nowhere": 1, "error": 1}
+    assert len(summary["host_classes"]) == 2  # the two new-kernel hosts are one class
+    assert summary["nowhere"]["vms"] == 1
+    assert summary["nowhere"]["classes"][0]["examples"] == ["too-new"]
+    assert summary["nowhere"]["classes"][0]["codes"] == ["machine-type-unknown"]
+    restart = summary["need_restart"]
+    assert restart["vms"] == 1 and restart["classes"][0]["examples"] == ["respected"]
+    assert "seoib-policy=quirked" in restart["classes"][0]["how"]
+    codes = {e["code"]: e for e in summary["top_blocking_reasons"]}
+    assert codes["machine-type-unknown"]["vms"] == 1
+    assert codes["seoib-kernel-api-missing"]["examples"] == ["respected"]
+    refusing = {e["host_class"]: e for e in summary["host_classes_refusing"]}
+    old = next(n for n, c in summary["host_classes"].items() if c["kernels"] == ["linux-6.12"])
+    assert refusing[old]["vms"] == 2 and refusing[old]["vm_classes"] == 2
+    # md: the same, for people; and --summary-output writes it next to the JSON lines
+    md = tmp_path / "summary.md"
+    out = tmp_path / "lines.jsonl"
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir), "-o", str(out),
+                 "--summary", "md", "--summary-output", str(md)]) == 0
+    text = md.read_text()
+    assert "# Fleet pre-flight summary: 5 VMs" in text and "| nowhere | 1 |" in text
+    assert "## VMs that need a restart (a policy change) to stay movable: 1" in text
+    assert read_class_form(out.read_text())[3]["verdicts"] == summary["verdicts"]
+
+
+def test_summary_agrees_with_the_lines(tmp_path: Path, capsys: Any) -> None:
+    fleet, host_dir = random_fleet(tmp_path, 5, vms=300, hosts=20)
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir)]) == 0
+    _, outcomes, vms, totals = read_class_form(capsys.readouterr().out)
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir),
+                 "--summary", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["verdicts"] == totals["verdicts"]
+    stuck = {v["vm"] for v in vms if v["verdict"] == "nowhere"}
+    assert summary["nowhere"]["vms"] == len(stuck)
+    assert {x for c in summary["nowhere"]["classes"] for x in c["examples"]} <= stuck
+    for entry in summary["top_blocking_reasons"]:
+        blocked = {v["vm"] for v in vms if any(
+            r["code"] == entry["code"]
+            for rs in outcomes[v["outcome"]].get("blocked", {}).values() for r in rs)}
+        assert entry["vms"] == len(blocked) and set(entry["examples"]) <= blocked
+
+
+def test_summary_output_needs_summary(tmp_path: Path, capsys: Any) -> None:
+    fleet, host_dir = known_fleet(tmp_path)
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir),
+                 "--summary-output", str(tmp_path / "x.md")]) == 2
+    assert "--summary-output needs --summary" in capsys.readouterr().err
+
+
+# -- streaming ------------------------------------------------------------------------------
+
+def test_a_vm_list_larger_than_memory_use_streams(tmp_path: Path) -> None:
+    """Memory grows with the ids, not with the lines: 100 MB of VM list, a few MB held."""
+    import tracemalloc
+
+    from machines.fleet import FleetRun, read_hosts
+
+    _, host_dir = random_fleet(tmp_path, 11, vms=1, hosts=4)
+    fleet = tmp_path / "big.jsonl"
+    pad = "x" * 4000  # fields the rules do not read: an inventory's notes
+    with fleet.open("w") as fh:
+        for i in range(25_000):
+            fh.write(json.dumps({"id": f"vm-{i}", "machine": "pc-q35-10.2", "qemu": "10.2",
+                                 "irqchip": "split", "state": "QUIRKED", "notes": pad}) + "\n")
+    size = fleet.stat().st_size
+    assert size > 100_000_000
+    run = FleetRun(read_hosts(str(host_dir)))
+    tracemalloc.start()
+    try:
+        run.read(str(fleet))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(run.ids) == 25_000 and len(run.vm_classes) == 1
+    assert peak < size / 20, (peak, size)
+
+
+def test_vms_from_a_generator(tmp_path: Path) -> None:
+    """``FleetRun.add`` takes any iterable: nothing but ids and class numbers is kept."""
+    import io
+
+    from machines.errors import DataError
+    from machines.fleet import FleetRun, Vm, read_hosts
+
+    _, host_dir = random_fleet(tmp_path, 12, vms=1, hosts=3)
+    run = FleetRun(read_hosts(str(host_dir)))
+    run.add((Vm(f"g{i}", "pc-q35-10.2", "10.2", "on", state="QUIRKED", line=i + 1)
+             for i in range(50_000)), "generated")
+    out = io.BytesIO()
+    totals = run.write(out)
+    assert totals["vms"] == 50_000 and totals["vm_classes"] == 1
+    assert len(out.getvalue()) / 50_000 < 80
+    with pytest.raises(DataError, match="generated:3: VM id 'g0' is already used"):
+        run.add([Vm("g0", "pc-q35-10.2", line=3)], "generated")
