@@ -75,6 +75,8 @@ def from_json(doc: Any, where: str, memo: dict[str, Any] | None = None) -> HostP
             return build_from_import(imported, str(imported["qemu"]["version"]))
 
         build = _memo(memo, "import", import_doc, imported_build)
+        if memo is not None:  # keep one copy of a document many hosts carry
+            qemu = {**qemu, "import": memo.setdefault(f"doc:{id(build)}", import_doc)}
     else:
         raise DataError(f"{where}: field qemu needs 'release' or 'import'")
     if "seoib" in qemu:  # a SEOIB design laid over the host's build

@@ -378,3 +378,17 @@ def test_vms_from_a_generator(tmp_path: Path) -> None:
     assert len(out.getvalue()) / 50_000 < 80
     with pytest.raises(DataError, match="generated:3: VM id 'g0' is already used"):
         run.add([Vm("g0", "pc-q35-10.2", line=3)], "generated")
+
+
+def test_equal_but_different_fields_are_checked_each(tmp_path: Path) -> None:
+    """The reader remembers lines by their fields as written: 17.0 and true equal 17 in
+    Python, and must still be refused after a line with 17 was taken."""
+    from machines.errors import DataError
+    from machines.fleet import FleetRun
+
+    for bad in ("17.0", "true"):
+        fleet = tmp_path / "vms.jsonl"
+        fleet.write_text('{"id": "a", "machine": "q35", "ioapic": 17}\n'
+                         f'{{"id": "b", "machine": "q35", "ioapic": {bad}}}\n')
+        with pytest.raises(DataError, match=f"{fleet}:2: field ioapic must be a number"):
+            FleetRun([]).read(str(fleet))
