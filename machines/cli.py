@@ -320,6 +320,11 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
 
     if args.fleet is not None or args.hosts is not None:
         return _preflight_fleet(args, qemu_args)
+    fleet_only = [n for n, v in (("--expand-hosts", args.expand_hosts),
+                                 ("--summary", args.summary),
+                                 ("--summary-output", args.summary_output)) if v]
+    if fleet_only:
+        raise UsageError(f"{', '.join(fleet_only)} go with --fleet and --hosts")
     if not args.dest:
         raise UsageError("give at least one --dest HOST")
     opts, source_host, build, build_why, described = _preflight_source(args, qemu_args)

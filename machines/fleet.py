@@ -271,7 +271,7 @@ class FleetRun:
         self._configs: dict[ConfigKey, _Configured] = {}
         self._outcomes: dict[Decided, Outcome] = {}
         self._by_index: list[Outcome] = []
-        self._statics: dict[tuple[ConfigKey, Build], Static] = {}
+        self._statics: dict[tuple[ConfigKey, Build], tuple[Static, list[Reason], bool]] = {}
         self._seoibs: dict[tuple[Any, ...], tuple[Reason, ...]] = {}
         self.pairs = 0
 
@@ -412,8 +412,7 @@ class FleetRun:
     def judge(self, decided: Decided) -> Outcome:
         found = self._outcomes.get(decided)
         if found is None:
-            reasons = self.reasons(*decided)
-            blocked = frozenset(k for k, rs in reasons.items() if _blocks(rs))
+            reasons, blocked = self._reasons(*decided)
             sizes = self._sizes
             pairs = [0, 0, 0]
             for key, rs in reasons.items():
@@ -493,39 +492,51 @@ class FleetRun:
     def reasons(self, config_key: ConfigKey, state: str | None
                 ) -> dict[HostClass, list[Reason]]:
         """Per host class, the reasons against the move (empty: it can go)."""
+        return self._reasons(config_key, state)[0]
+
+    def _reasons(self, config_key: ConfigKey, state: str | None
+                 ) -> tuple[dict[HostClass, list[Reason]], frozenset[HostClass]]:
+        """:meth:`reasons`, and the host classes where one of them blocks."""
         base = self._configured(config_key).source
         source = evolve(base, state=SeoibState[state] if state else None,
                         state_origin="the fleet's VM class")
         # judge_target, in its parts: what the configuration and the destination's build
         # decide (once per pair), and the SEOIB reasons, which read only the state, the
-        # designs, the irqchips and the destination kernel's flags.
+        # designs, the irqchips and the destination kernel's flags.  The lists are shared
+        # between outcomes: nothing changes them.
         statics = self._statics
         seoibs = self._seoibs
         # The policy is not part of it: the destination is configured without one.
         static_key = config_key._replace(policy=None)
         dest_opts = None
+        stateful = state not in (None, "QUIRKED") and source.kernel_irqchip == "split"
         out = {}
+        blocked = []
+        self.pairs += len(self.targets)
         for host_key, target in self.targets.items():
-            self.pairs += 1
-            static = statics.get((static_key, target.build))
-            if static is None:
+            entry = statics.get((static_key, target.build))
+            if entry is None:
                 if dest_opts is None:
                     dest_opts = destination_options(source, None)
-                static = statics[(static_key, target.build)] = target_static(
-                    source, target.build, dest_opts=dest_opts)
-            if static.final:
-                out[host_key] = list(static.before)
-                continue
-            if state is None or state == "QUIRKED" or source.kernel_irqchip != "split":
-                out[host_key] = [*static.before, *static.after]
-                continue
-            key = (config_key.build, state, target.build, static.irqchip, host_key.enable,
-                   host_key.disable)
-            seoib = seoibs.get(key)
-            if seoib is None:
-                seoib = seoibs[key] = tuple(seoib_reasons(source, target, static.irqchip))
-            out[host_key] = [*static.before, *seoib, *static.after]
-        return out
+                static = target_static(source, target.build, dest_opts=dest_opts)
+                plain = list(static.before) if static.final else [*static.before,
+                                                                  *static.after]
+                entry = statics[(static_key, target.build)] = (static, plain, _blocks(plain))
+            static, plain, plain_blocks = entry
+            if stateful and not static.final:
+                key = (config_key.build, state, target.build, static.irqchip, host_key.enable,
+                       host_key.disable)
+                seoib = seoibs.get(key)
+                if seoib is None:
+                    seoib = seoibs[key] = tuple(seoib_reasons(source, target, static.irqchip))
+                if seoib:  # every SEOIB reason blocks
+                    out[host_key] = [*static.before, *seoib, *static.after]
+                    blocked.append(host_key)
+                    continue
+            out[host_key] = plain
+            if plain_blocks:
+                blocked.append(host_key)
+        return out, frozenset(blocked)
 
     def source(self, decided: Decided) -> Source:
         config_key, state = decided

@@ -236,6 +236,9 @@ def test_fleet_usage_errors(tmp_path: Path, capsys: Any) -> None:
          "drop --dest"),
         (["--fleet", str(fleet), "--hosts", str(tmp_path / "none")], "hosts"),
         (["--fleet", str(tmp_path / "missing.jsonl"), "--hosts", str(host_dir)], "fleet"),
+        (["--dest", "linux-7.0/10.2", "--summary", "md", "-M", "q35"],
+         "--summary go with --fleet and --hosts"),
+        (["--dest", "linux-7.0/10.2", "--expand-hosts", "-M", "q35"], "--expand-hosts go with"),
     ]:
         assert main(["preflight", *argv]) == 2
         err = capsys.readouterr().err
