@@ -235,13 +235,12 @@ class FleetResult:
 def judge_fleet(vms: str | os.PathLike[str], hosts: str | os.PathLike[str]) -> FleetResult:
     """Judge a fleet (a ``VMS.jsonl`` file, one VM per line) against the host profiles
     in a directory."""
-    from machines.fleet import FleetRun, read_hosts, read_vms
+    from machines.fleet import FleetRun, read_hosts
 
     run = FleetRun(read_hosts(os.fspath(hosts)))
-    vm_list = list(read_vms(os.fspath(vms)))
-    run.check(vm_list, os.fspath(vms))
+    run.read(os.fspath(vms))  # every line checked before any judging
     out = io.BytesIO()
-    totals = run.run(vm_list, out)
+    totals = run.write(out)
     lines = tuple(json.loads(line) for line in out.getvalue().splitlines() if line.strip())
     return FleetResult(lines, dict(totals))
 

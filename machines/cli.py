@@ -100,14 +100,14 @@ _OURS_WITH_VALUE = {
     "preflight": {"--dest", "--dest-args", "--source-host", "--release", "--build", "--seoib",
                   "--cmdline",
                   "--libvirt", "--qmp", "--source-state", "--state", "--fleet", "--hosts", "-o",
-                  "--output", "--connect", "--domain"},
+                  "--output", "--connect", "--domain", "--summary", "--summary-output"},
 }
 
 
 def _split_qemu_args(command: str, argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """Our --options apart from QEMU's -options (``--`` ends ours)."""
     ours_with_value = _OURS_WITH_VALUE[command]
-    ours_flags = {"--json", "--json-schema", "-h", "--help"}
+    ours_flags = {"--json", "--json-schema", "-h", "--help", "--expand-hosts"}
     ours: list[str] = []
     qemu: list[str] = []
     i = 0
@@ -342,6 +342,12 @@ def _cmd_preflight(args: argparse.Namespace, qemu_args: list[str]) -> int:
 
     if args.fleet is not None or args.hosts is not None:
         return _preflight_fleet(args, qemu_args)
+    fleet_only = [n for n, v in (("--expand-hosts", getattr(args, "expand_hosts", False)),
+                                 ("--summary", getattr(args, "summary", None)),
+                                 ("--summary-output", getattr(args, "summary_output", None)))
+                  if v]
+    if fleet_only:
+        raise UsageError(f"{', '.join(fleet_only)} go with --fleet and --hosts")
     doc, results = _preflight(args, qemu_args)
     if args.json:
         report.print_json(doc)
@@ -458,10 +464,11 @@ def _preflight(args: Any, qemu_args: list[str]) -> tuple[dict[str, Any], list[An
 
 
 def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
-    """--fleet VMS.jsonl --hosts DIR: every VM against every host, as JSON lines."""
+    """--fleet VMS.jsonl --hosts DIR: every VM against every host class, as JSON lines
+    (or, with --summary, a summary for people)."""
     import json
 
-    from machines.fleet import FleetRun, read_hosts, read_vms
+    from machines.fleet import FleetRun, read_hosts
 
     if args.fleet is None or args.hosts is None:
         raise UsageError("--fleet and --hosts go together")
@@ -472,23 +479,39 @@ def _preflight_fleet(args: argparse.Namespace, qemu_args: list[str]) -> int:
         (["QEMU arguments"] if qemu_args else [])
     if single:
         raise UsageError(f"--fleet describes its VMs and hosts itself; drop {', '.join(single)}")
+    if args.summary_output and not args.summary:
+        raise UsageError("--summary-output needs --summary md|html|json")
     run = FleetRun(read_hosts(args.hosts))
-    # Every line is read and checked before the first byte goes out: a bad line is
-    # one error, never a header (or half the answer) followed by it.
-    vms = list(read_vms(args.fleet))
-    run.check(vms, args.fleet)
-    if args.output:
-        from machines.fileio import atomic_stream
+    # Every line is read and checked (one streaming pass that keeps ids and class
+    # numbers) before the first byte goes out: a bad line is one error, never a
+    # header (or half the answer) followed by it.
+    run.read(args.fleet)
+    import contextlib
 
-        sink: Any = atomic_stream(args.output)
-    else:
-        import contextlib
+    def sink(path: str | None) -> Any:
+        if path:
+            from machines.fileio import atomic_stream
 
-        sink = contextlib.nullcontext(sys.stdout.buffer)
-    with sink as out:
-        totals = run.run(vms, out)
+            return atomic_stream(path)
+        return contextlib.nullcontext(sys.stdout.buffer)
+
+    if args.summary and not args.summary_output:  # the summary instead of the lines
+        from machines.fleetsummary import render, summarize
+
+        with sink(args.output) as out:
+            out.write(render(summarize(run, args.fleet, args.hosts), args.summary).encode())
+            out.flush()
+        return 0
+    with sink(args.output) as out:
+        totals = run.write(out, expand_hosts=args.expand_hosts)
         out.write((json.dumps({"summary": totals}) + "\n").encode())
         out.flush()
+    if args.summary_output:
+        from machines.fileio import atomic_write
+        from machines.fleetsummary import render, summarize
+
+        atomic_write(args.summary_output, render(summarize(run, args.fleet, args.hosts),
+                                                 args.summary))
     return 0
 
 
@@ -816,6 +839,13 @@ def _sub_preflight(sub: Any) -> None:
                    help="a whole fleet: one VM per line (with --hosts); JSON lines out")
     p.add_argument("--hosts", metavar="DIR", help="with --fleet: one host profile per file")
     p.add_argument("-o", "--output", metavar="FILE", help="with --fleet: write to FILE atomically")
+    p.add_argument("--expand-hosts", action="store_true",
+                   help="with --fleet: name the host ids each VM can move to (the per-host "
+                        "form, for small fleets) instead of host classes")
+    p.add_argument("--summary", choices=("md", "html", "json"),
+                   help="with --fleet: a summary for people instead of the JSON lines")
+    p.add_argument("--summary-output", metavar="FILE",
+                   help="with --summary: write the summary to FILE and the JSON lines as usual")
     p.set_defaults(func=_cmd_preflight)
 
 

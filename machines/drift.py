@@ -98,6 +98,9 @@ def effective(build: Build, machine: type[MachineType], driver: str, prop: str
     return behaviour(build, driver, prop)
 
 
+_EFFECTIVE: dict[tuple[Build, type[MachineType]], dict[tuple[str, str], Effective | None]] = {}
+
+
 def _keys(build: Build, machine: type[MachineType]) -> list[tuple[str, str]]:
     keys = list(_last_entries(machine))
     keys += [(p["type"], p["property"]) for p in _model().get("properties", [])]
@@ -133,15 +136,41 @@ def compat_drift(machine_name: str, source: Build, destination: Build) -> list[D
     """
     src = source.machines[machine_name]
     dst = destination.machines[machine_name]
-    seen = {key for key in _keys(source, src) + _keys(destination, dst)
-            if not has_device(src, key[0])}
+    keys = dict.fromkeys(_ordered_keys(source, src))
+    keys.update(dict.fromkeys(_ordered_keys(destination, dst)))
+    here = board(src)
+    mine = _table(source, src)
+    theirs = _table(destination, dst)
     items = []
-    for key in _keys(source, src) + _keys(destination, dst):
-        if key in seen:
+    for key in keys:
+        boards = BOARD_DEVICES.get(key[0])
+        if boards is not None and here not in boards:
+            continue  # not has_device(src, driver)
+        a = mine[key] if key in mine else mine.setdefault(key, effective(source, src, *key))
+        if a is None:
             continue
-        seen.add(key)
-        a = effective(source, src, *key)
-        b = effective(destination, dst, *key)
-        if a is not None and b is not None and a.value != b.value:
+        b = theirs[key] if key in theirs else theirs.setdefault(
+            key, effective(destination, dst, *key))
+        if b is not None and a.value != b.value:
             items.append(DriftItem(key[0], key[1], a, b))
     return sorted(items, key=lambda i: (i.driver, i.property))
+
+
+def _table(build: Build, machine: type[MachineType]
+           ) -> dict[tuple[str, str], Effective | None]:
+    """:func:`effective`'s answers for one (build, machine type), filled as asked: a fleet
+    compares each pair of its builds for the same machine types over and over."""
+    table = _EFFECTIVE.get((build, machine))
+    if table is None:
+        table = _EFFECTIVE[(build, machine)] = {}
+    return table
+
+
+_KEYS: dict[tuple[Build, type[MachineType]], tuple[tuple[str, str], ...]] = {}
+
+
+def _ordered_keys(build: Build, machine: type[MachineType]) -> tuple[tuple[str, str], ...]:
+    found = _KEYS.get((build, machine))
+    if found is None:
+        found = _KEYS[(build, machine)] = tuple(dict.fromkeys(_keys(build, machine)))
+    return found

@@ -35,8 +35,14 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--domain": ("domain", VALUE), "--source-state": ("source_state", VALUE),
         "--state": ("state", VALUE), "--json": ("json", FLAG), "--fleet": ("fleet", VALUE),
         "--hosts": ("hosts", VALUE), "-o": ("output", VALUE), "--output": ("output", VALUE),
+        "--expand-hosts": ("expand_hosts", FLAG), "--summary": ("summary", VALUE),
+        "--summary-output": ("summary_output", VALUE),
     },
 }
+
+
+# Options whose value argparse checks against a list: anything else goes to argparse.
+CHOICES: dict[str, tuple[str, ...]] = {"summary": ("md", "html", "json")}
 
 
 def parse_ours(command: str, ours: list[str]) -> SimpleNamespace | None:
@@ -69,6 +75,8 @@ def parse_ours(command: str, ours: list[str]) -> SimpleNamespace | None:
             if value.startswith("-") and " " not in value:
                 return None  # argparse's call: an option where a value should be
         i += 1
+        if dest in CHOICES and value not in CHOICES[dest]:
+            return None  # argparse says which values it takes
         if kind == APPEND:
             values[dest] = [*values[dest], value]  # type: ignore[misc]
         else:

@@ -18,29 +18,50 @@ Input: ``VMS.jsonl``, one VM per line::
 KVM-LAPIC VM; ``"seoib": "rfc-v2"`` lays one of the SEOIB RFC's designs over
 the VM's QEMU, as ``--seoib`` does.)  ``--hosts DIR``: one host profile per ``*.json`` file.
 
-Output, streamed as JSON lines: a header naming the host classes and their
-hosts, then per VM the host ids it can move to and, for each host class it
-cannot move to (or only with warnings), the reasons once.
+Output (``machines/fleet/v2``), JSON lines: a header naming each host class
+once with its hosts and what defines it; by default (the class form) each
+reason and each outcome (per host class: can move, warnings, blocked, with
+reason ids) once, then one short line per VM naming its verdict and outcome;
+with ``expand_hosts`` (the per-host form, for small fleets) one line per VM
+with the host ids it can move to and the reasons per host class inline.
+
+Memory grows with the VMs only by their ids (kept for the duplicate check and
+the output) and one class number each; a line is parsed and dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
-from collections.abc import Iterable, Iterator
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any, NamedTuple
 
+from machines.build import Build
 from machines.config import configure
 from machines.errors import DataError, MachinesError
 from machines.hostprofile import HostProfile, from_json
 from machines.i386.seoib import KernelCaps, SeoibInputs, SeoibState, decide, inputs_from
 from machines.options import parse_args
-from machines.preflight import Reason, Source, Target, judge_target, source_from
+from machines.preflight import (
+    Reason,
+    Source,
+    Static,
+    Target,
+    destination_options,
+    source_from,
+    target_static,
+)
+from machines.preflight import _seoib as seoib_reasons
 from machines.registry import NEWEST, build_names, get_build
 from machines.resolve import Resolver
 from machines.schema import load_json
 
-SCHEMA = "machines/fleet/v1"
+SCHEMA = "machines/fleet/v2"
 FIELDS = ("id", "machine", "qemu", "irqchip", "ioapic", "policy", "state", "source_host",
           "seoib")
 
@@ -59,19 +80,21 @@ class Vm(NamedTuple):
 
 
 class HostClass(NamedTuple):
-    build: str  # the build's name
+    build: Build  # by identity: an imported build is not the shipped one of its name
     enable: bool
     disable: bool
 
 
 class VmClass(NamedTuple):
-    qemu: str
+    qemu: str | None  # the build the VM names
+    base: Build | None  # else its source host's build (else the model's newest)
     machine: str
     irqchip: str | None
     ioapic: int | None
     policy: str | None
     state: str | None
     source: HostClass | None  # only when the state is decided at power-on
+    seoib: str | None
 
 
 def _vm_from(doc: Any, number: int, where: str) -> Vm:
@@ -150,9 +173,10 @@ def read_hosts(directory: str) -> list[HostProfile]:
         raise DataError(f"hosts {directory}: no *.json host profiles")
     hosts = []
     seen: dict[str, str] = {}
+    memo: dict[str, Any] = {}  # hosts share kernel profiles and imported builds
     for name in names:
         path = os.path.join(directory, name)
-        host = from_json(load_json(path, "host profile"), path)
+        host = from_json(load_json(path, "host profile"), path, memo)
         if host.name in seen:
             raise DataError(f"{path}: host {host.name!r} is already defined by {seen[host.name]}")
         seen[host.name] = path
@@ -161,17 +185,21 @@ def read_hosts(directory: str) -> list[HostProfile]:
 
 
 def host_class(host: HostProfile) -> HostClass:
-    return HostClass(host.build.name, host.kernel.has_enable_flag, host.kernel.has_disable_flag)
+    return HostClass(host.build, host.kernel.has_enable_flag, host.kernel.has_disable_flag)
 
 
 class ConfigKey(NamedTuple):
     """What the rules read of a VM's configuration (its class minus the state's origin)."""
 
-    qemu: str
+    build: Build
     machine: str
     irqchip: str | None
     ioapic: int | None
     policy: str | None
+
+
+Decided = tuple[ConfigKey, "str | None"]
+VERDICTS = ("ok", "warn", "limited", "nowhere", "error")
 
 
 class _Configured(NamedTuple):
@@ -179,88 +207,247 @@ class _Configured(NamedTuple):
     inputs: SeoibInputs
 
 
-class _Judged(NamedTuple):
-    blob: bytes  # the VM line after its id, pre-encoded
-    ok: int
-    warn: int
-    blocked: int
+class Outcome(NamedTuple):
+    """What one decided VM class gets on every host class (or why it cannot be judged)."""
+
+    verdict: str  # one of VERDICTS
+    reasons: dict[HostClass, list[Reason]]  # every host class, in class order
+    error: str | None = None
+    blocked: frozenset[HostClass] = frozenset()  # the host classes it cannot move to
+    pairs: tuple[int, int, int] = (0, 0, 0)  # hosts it can move to (ok, warn), blocked
+
+
+def _label(build: Build) -> str:
+    """A build as the output names it: an imported build says so."""
+    try:
+        if get_build(build.name) is build:
+            return build.name
+    except MachinesError:
+        pass
+    return f"{build.name} (imported)"
 
 
 class FleetRun:
-    """Classes, decisions once per pair, and the expanded JSON lines."""
+    """Host classes, the VMs read into classes, a decision once per pair of classes.
+
+    ``read`` (or ``add``) takes the VMs in one streaming pass and keeps only each
+    VM's id and class number; ``write`` judges every class pair and writes the
+    answer.  Bad input raises from ``read`` before anything is written.
+    """
 
     def __init__(self, hosts: Iterable[HostProfile]) -> None:
         self.hosts = list(hosts)
         self.by_id = {h.name: h for h in self.hosts}
         self.host_classes: dict[HostClass, list[str]] = {}
+        self.kernels: dict[HostClass, set[str]] = {}
         self.targets: dict[HostClass, Target] = {}
+        self._source_class: dict[str, HostClass] = {}
         for host in self.hosts:
             key = host_class(host)
+            self._source_class[host.name] = key
             self.host_classes.setdefault(key, []).append(host.name)
+            self.kernels.setdefault(key, set()).add(host.kernel.name)
             if key not in self.targets:
                 self.targets[key] = Target(host.build, KernelCaps(
                     "the destination kernel", key.enable, key.disable))
         self.class_ids = {key: f"hc{i + 1}" for i, key in enumerate(self.host_classes)}
-        self._judged: dict[VmClass, _Judged] = {}
-        self._by_state: dict[tuple[ConfigKey, str | None], _Judged] = {}
+        self._sizes = {key: len(ids) for key, ids in self.host_classes.items()}
+        labels: dict[Build, str] = {}
+        for key in self.host_classes:
+            if key.build not in labels:
+                label = _label(key.build)
+                n = sum(1 for v in labels.values() if v == label or v.startswith(label + " #"))
+                labels[key.build] = f"{label} #{n + 1}" if n else label
+        self.labels = labels
+        # The VMs, as read: their ids in input order and each one's class number.
+        self.ids: list[str] = []
+        self.vm_classes: list[VmClass] = []
+        self.class_of: array[int] = array("I")
+        self._class_index: dict[VmClass, int] = {}
+        self._raw: dict[tuple[Any, ...], int] = {}  # a line's fields as written -> class
+        self._seen: set[str] = set()
         self._configs: dict[ConfigKey, _Configured] = {}
+        self._outcomes: dict[Decided, Outcome] = {}
+        self._by_index: list[Outcome] = []
+        self._statics: dict[tuple[ConfigKey, Build], tuple[Static, list[Reason], bool]] = {}
+        self._seoibs: dict[tuple[Any, ...], tuple[Reason, ...]] = {}
         self.pairs = 0
 
-    def header(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "hosts": len(self.hosts), "host_classes": {
-            self.class_ids[k]: {"qemu": k.build, "kernel_enable_flag": k.enable,
-                                "kernel_disable_flag": k.disable, "hosts": ids}
-            for k, ids in self.host_classes.items()}}
+    # -- reading ----------------------------------------------------------------------
 
-    def check(self, vms: Iterable[Vm], where: str) -> None:
-        """Bad input found before any output: a source_host that is not a host."""
-        for vm in vms:
-            if vm.source_host is not None and vm.source_host not in self.by_id:
-                raise DataError(f"{where}:{vm.line}: VM {vm.id}: source_host "
-                                f"{vm.source_host!r} is not among the hosts")
+    def header(self, form: str = "classes") -> dict[str, Any]:
+        classes = {}
+        for key, ids in self.host_classes.items():
+            design = getattr(key.build, "design", None)
+            classes[self.class_ids[key]] = {
+                "qemu": self.labels[key.build],
+                "seoib": design.label if design is not None else "none",
+                "kernel_enable_flag": key.enable, "kernel_disable_flag": key.disable,
+                "kernels": sorted(self.kernels[key]), "hosts": ids}
+        return {"schema": SCHEMA, "form": form, "hosts": len(self.hosts),
+                "host_classes": classes}
 
-    def vm_class(self, vm: Vm) -> VmClass:
+    def vm_class(self, vm: Vm, where: str = "") -> VmClass:
         source = None
-        qemu = vm.qemu
+        base = None
         if vm.source_host is not None:
-            host = self.by_id.get(vm.source_host)
-            if host is None:
-                raise DataError(f"VM {vm.id}: source_host {vm.source_host!r} is not among "
+            key = self._source_class.get(vm.source_host)
+            if key is None:
+                at = f"{where}:{vm.line}: " if where else ""
+                raise DataError(f"{at}VM {vm.id}: source_host {vm.source_host!r} is not among "
                                 "the hosts")
-            qemu = qemu or host.build.name
+            if vm.qemu is None:
+                base = key.build
             if vm.state is None:
-                source = host_class(host)
-        qemu = qemu or NEWEST
-        if vm.seoib is not None:  # the VM's own word on its design wins over its host's
-            from machines.i386.designs import split_build_name
+                source = key
+        return VmClass(vm.qemu, base, vm.machine, vm.irqchip, vm.ioapic, vm.policy, vm.state,
+                       source, vm.seoib)
 
-            qemu = f"{split_build_name(qemu)[0]}+{vm.seoib}"
-        return VmClass(qemu, vm.machine, vm.irqchip, vm.ioapic, vm.policy, vm.state, source)
+    def _index(self, key: VmClass) -> int:
+        index = self._class_index.get(key)
+        if index is None:
+            index = self._class_index[key] = len(self.vm_classes)
+            self.vm_classes.append(key)
+        return index
 
-    def judge(self, key: VmClass) -> _Judged:
-        """A VM class's verdicts, through the (configuration, state) it amounts to."""
-        judged = self._judged.get(key)
-        if judged is None:
+    def _take(self, vm_id: str, index: int, number: int, where: str) -> None:
+        seen = self._seen
+        size = len(seen)
+        seen.add(vm_id)
+        if len(seen) == size:
+            first = _first_line(where, vm_id) if where and os.path.exists(where) else None
+            raise DataError(f"{where}:{number}: VM id {vm_id!r} is already used"
+                            + (f" on line {first}" if first else ""))
+        self.ids.append(vm_id)
+        self.class_of.append(index)
+
+    def add(self, vms: Iterable[Vm], where: str = "") -> None:
+        """Take VMs from any iterable (a generator does: nothing but ids is kept)."""
+        for vm in vms:
+            self._take(vm.id, self._index(self.vm_class(vm, where)), vm.line, where)
+
+    def read(self, path: str) -> None:
+        """Take a VM list in one streaming pass; a bad line raises naming file and line.
+
+        Each line is parsed with ``json.loads``; the fields the rules read, as written,
+        key a memo of the line's class, so a line like one seen before costs a tuple
+        and a dict lookup.  Only a new combination goes through the field checks.
+        """
+        try:
+            fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as err:
+            raise DataError(f"fleet {path}: {err.strerror}") from None
+        with _no_gc():
+            self._read(fh, path)
+
+    def _read(self, fh: IO[str], path: str) -> None:
+        loads = json.loads
+        raw = self._raw
+        source_of: dict[str | None, HostClass | None] = {None: None}
+        source_of.update(self._source_class)
+        seen = self._seen
+        seen_add = seen.add
+        ids_append = self.ids.append
+        class_append = self.class_of.append
+        number = 0
+        with fh:
             try:
-                config_key, state = self._decided(key)
-            except MachinesError as err:
-                judged = _Judged((', "error": ' + json.dumps(str(err)) + "}\n").encode(), 0, 0, 0)
+                for number, line in enumerate(fh, 1):
+                    try:
+                        doc = loads(line)
+                    except ValueError:
+                        if line.isspace():
+                            continue
+                        raise
+                    try:
+                        vm_id = doc["id"]
+                        get = doc.get
+                        ioapic = get("ioapic")
+                        # type(ioapic): 17, 17.0 and true are equal keys but not all valid
+                        # the source host by its class: many hosts, few classes
+                        index = raw[(get("machine"), get("qemu"), get("irqchip"), ioapic,
+                                     ioapic.__class__, get("policy"), get("state"),
+                                     source_of[get("source_host")], get("seoib"))]
+                        if vm_id.__class__ is not str or not vm_id:
+                            raise KeyError
+                    except (KeyError, TypeError, AttributeError):
+                        index = self._slow(doc, number, path)
+                        vm_id = doc["id"]
+                    size = len(seen)
+                    seen_add(vm_id)
+                    if len(seen) == size:
+                        self._take(vm_id, index, number, path)  # raises: a duplicate
+                    ids_append(vm_id)
+                    class_append(index)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: not JSON ({err.msg})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{number}: nested too deeply") from None
+            except UnicodeDecodeError:
+                raise DataError(f"{path}: not UTF-8 text") from None
+
+    def _slow(self, doc: Any, number: int, path: str) -> int:
+        """A line with fields not seen before: checked, classed and remembered."""
+        vm = _vm_from(doc, number, path)
+        index = self._index(self.vm_class(vm, path))
+        get = doc.get
+        ioapic = get("ioapic")
+        source = vm.source_host
+        self._raw[(get("machine"), get("qemu"), get("irqchip"), ioapic, ioapic.__class__,
+                   get("policy"), get("state"), source and self._source_class[source],
+                   get("seoib"))] = index
+        return index
+
+    # -- judging ----------------------------------------------------------------------
+
+    def outcome(self, key: VmClass) -> Outcome:
+        try:
+            decided = self.decided(key)
+        except MachinesError as err:
+            return Outcome("error", {}, str(err))
+        return self.judge(decided)
+
+    def judge(self, decided: Decided) -> Outcome:
+        found = self._outcomes.get(decided)
+        if found is None:
+            reasons, blocked = self._reasons(*decided)
+            sizes = self._sizes
+            pairs = [0, 0, 0]
+            for key, rs in reasons.items():
+                pairs[2 if key in blocked else 1 if rs else 0] += sizes[key]
+            if len(blocked) == len(reasons):
+                verdict = "nowhere"
+            elif blocked:
+                verdict = "limited"
+            elif pairs[1]:
+                verdict = "warn"
             else:
-                judged = self._by_state.get((config_key, state))
-                if judged is None:
-                    judged = self._by_state[(config_key, state)] = self._judge(config_key, state)
-            self._judged[key] = judged
-        return judged
+                verdict = "ok"
+            found = self._outcomes[decided] = Outcome(verdict, reasons, None, blocked,
+                                                      (pairs[0], pairs[1], pairs[2]))
+        return found
+
+    def _build(self, key: VmClass) -> Build:
+        from machines.i386.designs import DesignBuild, overlay, parse_design, split_build_name
+
+        if key.qemu is not None:
+            if split_build_name(key.qemu)[0] not in build_names() \
+                    and not os.path.exists(key.qemu):
+                raise DataError(f"unknown QEMU build {key.qemu!r}")
+            build = get_build(key.qemu)
+        else:
+            build = key.base or get_build(NEWEST)
+        if key.seoib is not None:  # the VM's own word on its design wins over its host's
+            if isinstance(build, DesignBuild):
+                build = build.base
+            build = overlay(build, parse_design(key.seoib))
+        return build
 
     def _configured(self, key: ConfigKey) -> _Configured:
         """The source configuration, resolved once per distinct configuration."""
         found = self._configs.get(key)
         if found is None:
-            qemu, machine, irqchip, ioapic, policy = key
-            from machines.i386.designs import split_build_name
-
-            if split_build_name(qemu)[0] not in build_names() and not os.path.exists(qemu):
-                raise DataError(f"unknown QEMU build {qemu!r}")
+            build, machine, irqchip, ioapic, policy = key
             # No irqchip: a TCG VM (see the README's field table).
             accel = f"kvm,kernel-irqchip={irqchip}" if irqchip else "tcg"
             if policy is not None:
@@ -268,16 +455,17 @@ class FleetRun:
             args = ["-machine", machine, "-accel", accel]
             if ioapic is not None:
                 args += ["-global", f"ioapic.version={ioapic:#x}"]
-            config = configure(get_build(qemu), parse_args(args))
+            config = configure(build, parse_args(args))
             resolver = Resolver(config)
             resolver.check_accel()
             base = source_from(config, None, "")
             found = self._configs[key] = _Configured(base, inputs_from(resolver))
         return found
 
-    def _decided(self, key: VmClass) -> tuple[ConfigKey, str | None]:
+    def decided(self, key: VmClass) -> Decided:
         """The configuration and the SEOIB state a VM class amounts to."""
-        config_key = ConfigKey(key.qemu, key.machine, key.irqchip, key.ioapic, key.policy)
+        config_key = ConfigKey(self._build(key), key.machine, key.irqchip, key.ioapic,
+                               key.policy)
         configured = self._configured(config_key)
         inputs = configured.inputs
         kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
@@ -302,52 +490,194 @@ class FleetRun:
     def reasons(self, config_key: ConfigKey, state: str | None
                 ) -> dict[HostClass, list[Reason]]:
         """Per host class, the reasons against the move (empty: it can go)."""
+        return self._reasons(config_key, state)[0]
+
+    def _reasons(self, config_key: ConfigKey, state: str | None
+                 ) -> tuple[dict[HostClass, list[Reason]], frozenset[HostClass]]:
+        """:meth:`reasons`, and the host classes where one of them blocks."""
         base = self._configured(config_key).source
         source = base._replace(state=SeoibState[state] if state else None,
                                state_origin="the fleet's VM class")
+        # judge_target, in its parts: what the configuration and the destination's build
+        # decide (once per pair), and the SEOIB reasons, which read only the state, the
+        # designs, the irqchips and the destination kernel's flags.  The lists are shared
+        # between outcomes: nothing changes them.
+        statics = self._statics
+        seoibs = self._seoibs
+        # The policy is not part of it: the destination is configured without one.
+        static_key = config_key._replace(policy=None)
+        dest_opts = None
+        stateful = state not in (None, "QUIRKED") and source.kernel_irqchip == "split"
         out = {}
+        blocked = []
+        self.pairs += len(self.targets)
         for host_key, target in self.targets.items():
-            self.pairs += 1
-            out[host_key] = judge_target(source, target)
-        return out
+            entry = statics.get((static_key, target.build))
+            if entry is None:
+                if dest_opts is None:
+                    dest_opts = destination_options(source, None)
+                static = target_static(source, target.build, dest_opts=dest_opts)
+                plain = list(static.before) if static.final else [*static.before,
+                                                                  *static.after]
+                entry = statics[(static_key, target.build)] = (static, plain, _blocks(plain))
+            static, plain, plain_blocks = entry
+            if stateful and not static.final:
+                key = (config_key.build, state, target.build, static.irqchip, host_key.enable,
+                       host_key.disable)
+                seoib = seoibs.get(key)
+                if seoib is None:
+                    seoib = seoibs[key] = tuple(seoib_reasons(source, target, static.irqchip))
+                if seoib:  # every SEOIB reason blocks
+                    out[host_key] = [*static.before, *seoib, *static.after]
+                    blocked.append(host_key)
+                    continue
+            out[host_key] = plain
+            if plain_blocks:
+                blocked.append(host_key)
+        return out, frozenset(blocked)
 
-    def _judge(self, config_key: ConfigKey, state: str | None) -> _Judged:
-        result = self.reasons(config_key, state)
+    def source(self, decided: Decided) -> Source:
+        config_key, state = decided
+        return self._configured(config_key).source._replace(
+            state=SeoibState[state] if state else None)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def outcomes(self) -> list[Outcome]:
+        """Every VM class's outcome, by class number."""
+        done = self._by_index
+        with _no_gc():
+            done += [self.outcome(key) for key in self.vm_classes[len(done):]]
+        return done
+
+    def write(self, out: IO[bytes], expand_hosts: bool = False) -> dict[str, Any]:
+        """The header, then (class form) the reasons and outcomes once each and one short
+        line per VM, or (``expand_hosts``) one line per VM naming host ids; return totals."""
+        outcomes = self.outcomes()
+        write = out.write
+        write((json.dumps(self.header("hosts" if expand_hosts else "classes")) + "\n").encode())
+        if expand_hosts:
+            fragments = [self._per_host(o) for o in outcomes]
+        else:
+            fragments = self._class_records(outcomes, write)
+        enc = encode_basestring_ascii
+        ids, class_of = self.ids, self.class_of
+        step = 1 << 16
+        for start in range(0, len(ids), step):
+            write("".join(['{"vm": ' + enc(vm_id) + fragments[index] for vm_id, index in
+                           zip(ids[start:start + step], class_of[start:start + step],
+                               strict=True)]).encode())
+        return self.totals(outcomes)
+
+    def _class_records(self, outcomes: list[Outcome], write: Callable[[bytes], Any]
+                       ) -> list[str]:
+        """Write each reason and each outcome once; the VM lines' tails, by class."""
+        reason_ids: dict[Reason, str] = {}
+        by_identity: dict[int, str] = {}  # most reasons are shared objects: a faster key
+        lines: list[str] = []
+        outcome_ids: dict[int, str] = {}  # id(Outcome) -> its record's id
+        records: list[str] = []
+        fragments = []
+        for outcome in outcomes:
+            number = outcome_ids.get(id(outcome))
+            if number is None:
+                number = outcome_ids[id(outcome)] = f"o{len(outcome_ids) + 1}"
+                record: dict[str, Any] = {"outcome": number, "verdict": outcome.verdict}
+                if outcome.error is not None:
+                    record["error"] = outcome.error
+                else:
+                    movable, warnings, blocked = [], {}, {}
+                    for host_key, reasons in outcome.reasons.items():
+                        refs = []
+                        for reason in reasons:
+                            ref = by_identity.get(id(reason))
+                            if ref is None:
+                                ref = reason_ids.get(reason)
+                                if ref is None:
+                                    ref = reason_ids[reason] = f"r{len(reason_ids) + 1}"
+                                    lines.append(json.dumps({"reason": ref, **reason.to_json()}))
+                                by_identity[id(reason)] = ref
+                            refs.append(ref)
+                        hc = self.class_ids[host_key]
+                        if host_key in outcome.blocked:
+                            blocked[hc] = refs
+                        else:
+                            movable.append(hc)
+                            if refs:
+                                warnings[hc] = refs
+                    record.update(can_move_to=movable, warnings=warnings, blocked=blocked)
+                records.append(json.dumps(record))
+            fragments.append(f', "verdict": "{outcome.verdict}", "outcome": "{number}"}}\n')
+        for line in lines:
+            write((line + "\n").encode())
+        for line in records:
+            write((line + "\n").encode())
+        return fragments
+
+    def _per_host(self, outcome: Outcome) -> str:
+        if outcome.error is not None:
+            return ', "error": ' + json.dumps(outcome.error) + "}\n"
         movable: list[str] = []
         warnings: dict[str, list[dict[str, str]]] = {}
         blocked: dict[str, list[dict[str, str]]] = {}
-        counts = [0, 0, 0]
-        for host_key, reasons in result.items():
-            ids = self.host_classes[host_key]
+        for host_key, reasons in outcome.reasons.items():
             as_json = [r.to_json() for r in reasons]
-            if any(r.severity == "blocked" for r in reasons):
+            if host_key in outcome.blocked:
                 blocked[self.class_ids[host_key]] = as_json
-                counts[2] += len(ids)
                 continue
-            movable += ids
+            movable += self.host_classes[host_key]
             if reasons:
                 warnings[self.class_ids[host_key]] = as_json
-                counts[1] += len(ids)
-            else:
-                counts[0] += len(ids)
-        blob = (', "can_move_to": ' + json.dumps(movable) + ', "warnings": '
-                + json.dumps(warnings) + ', "blocked": ' + json.dumps(blocked) + "}\n").encode()
-        return _Judged(blob, *counts)
+        return (', "can_move_to": ' + json.dumps(movable) + ', "warnings": '
+                + json.dumps(warnings) + ', "blocked": ' + json.dumps(blocked) + "}\n")
 
-    def run(self, vms: Iterable[Vm], out: IO[bytes]) -> dict[str, int]:
-        """Write the header and one line per VM; return totals."""
-        out.write((json.dumps(self.header()) + "\n").encode())
-        totals = {"vms": 0, "vm_classes": 0, "errors": 0, "ok": 0, "warn": 0, "blocked": 0}
-        write = out.write
-        for vm in vms:
-            judged = self.judge(self.vm_class(vm))
-            write(b'{"vm": ' + json.dumps(vm.id).encode() + judged.blob)
-            totals["vms"] += 1
-            totals["errors"] += not (judged.ok or judged.warn or judged.blocked)
-            totals["ok"] += judged.ok
-            totals["warn"] += judged.warn
-            totals["blocked"] += judged.blocked
-        totals["vm_classes"] = len(self._judged)
-        totals["decided_classes"] = len(self._by_state)
-        totals["class_pairs"] = self.pairs
-        return totals
+    def totals(self, outcomes: list[Outcome]) -> dict[str, Any]:
+        """Counts for the last line: VMs per verdict, VM-host pairs per verdict."""
+        per_class = Counter(self.class_of)
+        verdicts = dict.fromkeys(VERDICTS, 0)
+        pairs = {"ok": 0, "warn": 0, "blocked": 0}
+        for index, count in per_class.items():
+            outcome = outcomes[index]
+            verdicts[outcome.verdict] += count
+            ok, warn, blocked = outcome.pairs
+            pairs["ok"] += count * ok
+            pairs["warn"] += count * warn
+            pairs["blocked"] += count * blocked
+        return {"vms": len(self.ids), "vm_classes": len(self.vm_classes),
+                "decided_classes": len(self._outcomes), "host_classes": len(self.host_classes),
+                "errors": verdicts["error"], "verdicts": verdicts, **pairs,
+                "class_pairs": self.pairs}
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for a while.
+
+    A fleet run makes millions of small objects that live to the end (ids,
+    class keys, reasons) and no cycles; each full collection walks all of them,
+    which cost more than half of the judging time at 1,000,000 VMs.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _blocks(reasons: list[Reason]) -> bool:
+    return any(r.severity == "blocked" for r in reasons)
+
+
+def _first_line(path: str, vm_id: str) -> int | None:
+    """The line that first used ``vm_id`` (read again: only an error needs it)."""
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("id") == vm_id:
+                return number
+    return None

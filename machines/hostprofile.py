@@ -21,6 +21,7 @@ this machine now).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -49,10 +50,14 @@ def save(profile: HostProfile, path: str | os.PathLike[str]) -> None:
     atomic_write_json(path, host_profile_json(profile.name, profile.kernel, profile.qemu))
 
 
-def from_json(doc: Any, where: str) -> HostProfile:
+def from_json(doc: Any, where: str, memo: dict[str, Any] | None = None) -> HostProfile:
+    """A host profile; ``memo`` (a dict the caller keeps) shares the kernel profiles and
+    imported builds of many hosts that carry the same documents (a fleet's host list)."""
     check_schema(doc, "host-profile", 1, where)
     name = get(doc, "name", str, where)
-    kernel = KernelProfile.from_json(get(doc, "kernel", dict, where), f"{where}: kernel")
+    kernel_doc = get(doc, "kernel", dict, where)
+    kernel = _memo(memo, "kernel", kernel_doc,
+                   lambda: KernelProfile.from_json(kernel_doc, f"{where}: kernel"))
     qemu = get(doc, "qemu", dict, where)
     if "release" in qemu:
         release = get(qemu, "release", str, where)
@@ -60,8 +65,15 @@ def from_json(doc: Any, where: str) -> HostProfile:
             raise DataError(f"{where}: field qemu.release names an unknown build {release!r}")
         build = get_build(release)
     elif "import" in qemu:
-        imported = check_import(get(qemu, "import", dict, where), f"{where}: qemu.import")
-        build = build_from_import(imported, str(imported["qemu"]["version"]))
+        import_doc = get(qemu, "import", dict, where)
+
+        def imported_build() -> Build:
+            imported = check_import(import_doc, f"{where}: qemu.import")
+            return build_from_import(imported, str(imported["qemu"]["version"]))
+
+        build = _memo(memo, "import", import_doc, imported_build)
+        if memo is not None:  # keep one copy of a document many hosts carry
+            qemu = {**qemu, "import": memo.setdefault(f"doc:{id(build)}", import_doc)}
     else:
         raise DataError(f"{where}: field qemu needs 'release' or 'import'")
     if "seoib" in qemu:  # a SEOIB design laid over the host's build
@@ -73,6 +85,20 @@ def from_json(doc: Any, where: str) -> HostProfile:
         except UsageError as err:
             raise DataError(f"{where}: field qemu.seoib: {err}") from None
     return HostProfile(name, kernel, build, qemu)
+
+
+def _memo(memo: dict[str, Any] | None, kind: str, doc: dict[str, Any],
+          make: Callable[[], Any]) -> Any:
+    """``make()``, once per distinct document (only what parsed without error is kept)."""
+    if memo is None:
+        return make()
+    import json
+
+    key = kind + json.dumps(doc)  # exact text: 1 and true stay different documents
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = make()
+    return found
 
 
 def load(path: str | os.PathLike[str]) -> HostProfile:

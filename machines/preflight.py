@@ -143,76 +143,138 @@ def judge(source: Source, dest: HostProfile, dest_args: QemuOptions | None = Non
 def judge_target(source: Source, target: Target, dest_args: QemuOptions | None = None
                  ) -> list[Reason]:
     """Every reason against moving ``source`` to ``target`` (empty: it can go)."""
-    reasons: list[Reason] = []
-    build = target.build
+    before, irqchip, after, final = target_static(source, target.build, target.where, dest_args)
+    if final:
+        return list(before)
+    return [*before, *_seoib(source, target, irqchip), *after]
+
+
+class Static(NamedTuple):
+    """The reasons that do not depend on the VM's SEOIB state or the destination's kernel."""
+
+    before: tuple[Reason, ...]  # ahead of the SEOIB reasons
+    irqchip: str | None  # the destination's kernel-irqchip
+    after: tuple[Reason, ...]
+    final: bool  # no SEOIB reasons: the machine type is unknown or the destination refuses
+
+
+def target_static(source: Source, build: Build, where: str = "",
+                  dest_args: QemuOptions | None = None,
+                  dest_opts: QemuOptions | None = None) -> Static:
+    """What :func:`judge_target` finds from the source's configuration and the destination's
+    build alone (a fleet computes it once per configuration and build, and passes
+    ``dest_opts``, the destination's options, once per configuration)."""
     config = source.config
+    before: tuple[Reason, ...] = ()
     if config.alias_used:
-        reasons.append(Reason(
-            "alias-not-pinned", WARNING,
-            f"the VM was configured with '{config.machine_as_given}', which QEMU "
-            f"{config.build.name} resolved to {source.machine}; another QEMU resolves it to "
-            "its own newest type",
-            f"use '{source.machine}' in the VM's definition so that every host builds the "
-            "same machine"))
+        before = (_alias_reason(config.machine_as_given, config.build.name, source.machine),)
     machine = build.find(source.machine)
     if machine is None:
-        note = known_elsewhere(source.machine)
-        nearest = _nearest(build, source.machine, config.machine.family)
-        reasons.append(Reason(
-            "machine-type-unknown", BLOCKED,
-            f"QEMU {build.name}{target.where} does not know {source.machine}"
-            + (f" ({note})" if note else "")
-            + (f"; its closest is {nearest[0]}" if nearest else "")
-            + f"; it refuses to start: \"{_unsupported(source, build, dest_args)}\"",
-            "keep the VM on hosts whose QEMU has this machine type, or move it to a type the "
-            "destination knows with a cold restart" + (f" (e.g. {nearest[0]})" if nearest else "")))
-        return reasons
+        return Static((*before, _unknown_reason(build, source.machine, config.machine.family,
+                                                where, _unsupported(source, build, dest_args))),
+                      None, (), True)
     if machine.deprecated:
-        reasons.append(Reason(
-            "machine-type-deprecated", WARNING,
-            f"QEMU {build.name} marks {machine.name} deprecated (machine types are withdrawn "
-            "6 years after their release)",
-            "plan a move to a newer machine type at the VM's next cold restart"))
-    dest_side = _destination_side(build, destination_options(source, dest_args))
+        before = (*before, _deprecated_reason(build, machine.name))
+    if dest_opts is None:
+        dest_opts = destination_options(source, dest_args)
+    dest_side = _destination_side(build, dest_opts)
     if isinstance(dest_side, str):
-        reasons.append(Reason(
-            "destination-config-invalid", BLOCKED,
-            f"QEMU {build.name}{target.where} would refuse the configuration: {dest_side}",
-            "fix the destination's configuration (--dest-args) so that its QEMU accepts it"))
-        return reasons
+        return Static((*before, _refused_reason(build, where, dest_side)), None, (), True)
     dest_ioapic, dest_irqchip = dest_side
     if config.kvm and dest_irqchip is None:
-        from machines.dialect import unknown_section
-
-        reasons.append(Reason(
-            "accelerator-mismatch", BLOCKED,
-            f"the VM runs under KVM and the destination would run without it: its stream "
-            f"carries a kvmclock section, which QEMU {build.name}{target.where} refuses with "
-            f"\"{unknown_section(build.version, 'kvmclock')}\"",
-            "run the destination with -accel kvm, as the source"))
-    reasons += _known_refusals(source, build, target)
-    reasons += _seoib(source, target, dest_irqchip)
+        before = (*before, _accelerator_reason(build, where))
+    before = (*before, *_known_refusals(source, build, where))
+    after: tuple[Reason, ...] = ()
     if source.ioapic and dest_ioapic and (source.ioapic.version, source.ioapic.type) != \
             (dest_ioapic.version, dest_ioapic.type):
-        reasons.append(Reason(
-            "ioapic-version-mismatch", BLOCKED,
-            f"the source's IOAPIC is {source.ioapic.type} version {source.ioapic.version:#x}, "
-            f"the destination would build {dest_ioapic.type} version {dest_ioapic.version:#x}",
-            "configure the destination like the source: same kernel-irqchip mode and "
-            f"-global ioapic.version={source.ioapic.version:#x}"))
-    drift = _drift(machine.name, config.build, build)
-    if drift:
-        lacking = [d for d in drift if d.destination.origin.startswith("behaviour")]
-        fix = ("migrate to a QEMU build that resolves this machine type the same way"
-               + (f" (QEMU {build.name} has no property for "
-                  f"{', '.join(d.property for d in lacking)}: a later point release does)"
-                  if lacking else ", or pin the listed properties on the destination with "
-                  "-global to the source's values"))
-        reasons.append(Reason(
-            "compat-drift", BLOCKED,
-            f"{machine.name} differs between QEMU {config.build.name} and QEMU {build.name}: "
-            + "; ".join(d.describe(config.build.name, build.name) for d in drift), fix))
-    return reasons
+        after = (_ioapic_reason(source.ioapic, dest_ioapic),)
+    drift = _drift_reason(machine.name, config.build, build)
+    if drift is not None:
+        after = (*after, drift)
+    return Static(before, dest_irqchip, after, False)
+
+
+# The reasons of target_static, each made once per what its words depend on: a fleet
+# asks for the same ones for thousands of (configuration, build) pairs.
+
+@cache
+def _alias_reason(given: str, source_build: str, machine: str) -> Reason:
+    return Reason(
+        "alias-not-pinned", WARNING,
+        f"the VM was configured with '{given}', which QEMU {source_build} resolved to "
+        f"{machine}; another QEMU resolves it to its own newest type",
+        f"use '{machine}' in the VM's definition so that every host builds the same machine")
+
+
+@cache
+def _unknown_reason(build: Build, machine: str, family: str | None, where: str,
+                    qemu_says: str) -> Reason:
+    note = known_elsewhere(machine)
+    nearest = _nearest(build, machine, family)
+    return Reason(
+        "machine-type-unknown", BLOCKED,
+        f"QEMU {build.name}{where} does not know {machine}"
+        + (f" ({note})" if note else "")
+        + (f"; its closest is {nearest[0]}" if nearest else "")
+        + f"; it refuses to start: \"{qemu_says}\"",
+        "keep the VM on hosts whose QEMU has this machine type, or move it to a type the "
+        "destination knows with a cold restart" + (f" (e.g. {nearest[0]})" if nearest else ""))
+
+
+@cache
+def _accelerator_reason(build: Build, where: str) -> Reason:
+    from machines.dialect import unknown_section
+
+    return Reason(
+        "accelerator-mismatch", BLOCKED,
+        f"the VM runs under KVM and the destination would run without it: its stream "
+        f"carries a kvmclock section, which QEMU {build.name}{where} refuses with "
+        f"\"{unknown_section(build.version, 'kvmclock')}\"",
+        "run the destination with -accel kvm, as the source")
+
+
+@cache
+def _deprecated_reason(build: Build, machine: str) -> Reason:
+    return Reason(
+        "machine-type-deprecated", WARNING,
+        f"QEMU {build.name} marks {machine} deprecated (machine types are withdrawn "
+        "6 years after their release)",
+        "plan a move to a newer machine type at the VM's next cold restart")
+
+
+@cache
+def _refused_reason(build: Build, where: str, refusal: str) -> Reason:
+    return Reason(
+        "destination-config-invalid", BLOCKED,
+        f"QEMU {build.name}{where} would refuse the configuration: {refusal}",
+        "fix the destination's configuration (--dest-args) so that its QEMU accepts it")
+
+
+@cache
+def _ioapic_reason(source: Ioapic, dest: Ioapic) -> Reason:
+    return Reason(
+        "ioapic-version-mismatch", BLOCKED,
+        f"the source's IOAPIC is {source.type} version {source.version:#x}, "
+        f"the destination would build {dest.type} version {dest.version:#x}",
+        "configure the destination like the source: same kernel-irqchip mode and "
+        f"-global ioapic.version={source.version:#x}")
+
+
+@cache
+def _drift_reason(machine: str, source: Build, build: Build) -> Reason | None:
+    drift = _drift(machine, source, build)
+    if not drift:
+        return None
+    lacking = [d for d in drift if d.destination.origin.startswith("behaviour")]
+    fix = ("migrate to a QEMU build that resolves this machine type the same way"
+           + (f" (QEMU {build.name} has no property for "
+              f"{', '.join(d.property for d in lacking)}: a later point release does)"
+              if lacking else ", or pin the listed properties on the destination with "
+              "-global to the source's values"))
+    return Reason(
+        "compat-drift", BLOCKED,
+        f"{machine} differs between QEMU {source.name} and QEMU {build.name}: "
+        + "; ".join(d.describe(source.name, build.name) for d in drift), fix)
 
 
 def _unsupported(source: Source, build: Build, dest_args: QemuOptions | None) -> str:
@@ -240,7 +302,7 @@ KNOWN_REFUSALS: tuple[tuple[frozenset[str], tuple[int, int], tuple[str, ...], st
 )
 
 
-def _known_refusals(source: Source, build: Build, target: Target) -> list[Reason]:
+def _known_refusals(source: Source, build: Build, where: str) -> list[Reason]:
     reasons = []
     drivers = {d.driver for d in source.config.options.devices}
     for builds, since, devices, line, why in KNOWN_REFUSALS:
@@ -248,7 +310,7 @@ def _known_refusals(source: Source, build: Build, target: Target) -> list[Reason
         if source.config.build.name in builds and tuple(build.version[:2]) >= since and found:
             reasons.append(Reason(
                 "device-state-refused", BLOCKED,
-                f"{why}: QEMU {build.name}{target.where} refuses {found[0]}'s state with "
+                f"{why}: QEMU {build.name}{where} refuses {found[0]}'s state with "
                 f"\"{line}\"",
                 "move the VM to a build that loads it (10.2 does), or restart it on another "
                 "source build first"))

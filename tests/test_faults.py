@@ -109,8 +109,10 @@ def test_interrupted_write_keeps_the_previous_file(sig: signal.Signals, tmp_path
     out = tmp_path / "answer.jsonl"
     out.write_text("previous answer\n")
     env = {**os.environ, "PYTHONPATH": ROOT}
+    # --expand-hosts: the per-host form is long to write, so the run is surely
+    # caught mid-write (the class form of this fleet is written in a blink).
     child = subprocess.Popen([sys.executable, "-m", "machines", "preflight", "--fleet", vms,
-                              "--hosts", hosts, "-o", str(out)], env=env,
+                              "--hosts", hosts, "--expand-hosts", "-o", str(out)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              # A test run started in the background ('&') ignores
                              # SIGINT, and children inherit that: undo it for this one.

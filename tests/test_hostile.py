@@ -407,6 +407,30 @@ def test_fleet_reader(tmp_path_factory: Any, lines: list[str], tail: bytes) -> N
         assert str(path) in str(result)
 
 
+@QUIET
+@given(st.lists(st.one_of(VM_LINE, TEXT, JSON.map(json.dumps)), max_size=6),
+       st.binary(max_size=8))
+def test_fleet_run_reader(tmp_path_factory: Any, lines: list[str], tail: bytes) -> None:
+    """The fast reader of preflight --fleet (a memo of the fields as written) refuses
+    what the field checks refuse: 1 and true, 17 and 17.0 are equal keys, not equal VMs."""
+    from machines.fleet import FleetRun, Vm, _vm_from
+
+    directory = Path(tmp_path_factory.mktemp("f"))
+    path = directory / "vms.jsonl"
+    seen = ['{"id": "seen", "machine": "pc-q35-10.2", "ioapic": 17, "qemu": "10.2"}']
+    path.write_bytes("\n".join(seen + lines).encode() + b"\n" + tail)
+    run = FleetRun([])
+    result = typed_error_or_result(lambda: run.read(str(path)), DataError)
+    if isinstance(result, DataError):
+        assert str(path) in str(result)
+        return
+    checked: list[Vm] = []
+    for number, line in enumerate(path.read_bytes().decode().splitlines(), 1):
+        if line.strip():
+            checked.append(_vm_from(json.loads(line), number, str(path)))  # no error either
+    assert run.ids == [vm.id for vm in checked]
+
+
 def test_a_vm_split_over_two_lines_is_refused(tmp_path: Path) -> None:
     from machines.fleet import read_vms
 

@@ -126,3 +126,38 @@ def test_seoib_designs_page_in_chromium(browser: Any, tmp_path: Path) -> None:
     statuses = {c.get_attribute("data-column"): c.get_attribute("data-status") for c in cells}
     # the posted code loses the old kernels for this VM; opt-in does not
     assert statuses["rfc-v2"] == "blocked" and statuses["opt-in"] == "ok"
+
+
+def test_fleet_summary_page_in_chromium(browser: Any, tmp_path: Path) -> None:
+    """preflight --fleet --summary html: one self-contained page, every section there."""
+    from selenium.webdriver.common.by import By
+    from test_fleet import known_fleet
+
+    fleet, host_dir = known_fleet(tmp_path)
+    page = tmp_path / "fleet.html"
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir),
+                 "--summary", "html", "-o", str(page)]) == 0
+    assert "http" not in page.read_text().split("<body>")[0]  # loads nothing
+    browser.get(page.as_uri())
+    assert browser.title.startswith("Fleet pre-flight summary: 5 VMs")
+    verdicts = {r.get_attribute("data-row"): r.find_elements(By.TAG_NAME, "td")[1].text
+                for r in browser.find_elements(By.CSS_SELECTOR, "table#matrix tr.row")}
+    assert verdicts == {"ok": "2", "warn": "0", "limited": "1", "nowhere": "1", "error": "1"}
+    headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
+    for title in ("Top blocking reasons", "Host classes that can take no VM of some VM class",
+                  "VMs that can move nowhere: 1",
+                  "VMs that need a restart (a policy change) to stay movable: 1"):
+        assert title in headings, headings
+    reasons = browser.find_elements(By.CSS_SELECTOR, "table#table1 tr.row")
+    cell = next(r for r in reasons if r.get_attribute("data-row") == "seoib-kernel-api-missing"
+                ).find_element(By.CSS_SELECTOR, 'td[data-status="blocked"]')
+    why = cell.find_element(By.CSS_SELECTOR, ".why")
+    assert not why.is_displayed()
+    cell.find_element(By.TAG_NAME, "summary").click()
+    assert why.is_displayed() and "KVM_X2APIC_API" in why.text
+    restart = browser.find_element(By.CSS_SELECTOR, "table#table4").text
+    assert "respected" in restart and "seoib-policy=quirked" in restart
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shot = OUTPUT / "fleet-summary.png"
+    assert browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
