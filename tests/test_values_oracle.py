@@ -1,0 +1,202 @@
+"""values.py against its oracles: glibc's strtoull/strtoll, and QEMU's own qemu_strtosz.
+
+The size rows are QEMU 10.0.2's answers (``-global mch.x-max-bounce-buffer-size=TEXT``
+read back with qom-get; a value above the property's 32-bit maximum is read from QEMU's
+"doesn't take value N" refusal): the fast test holds the model to them, the ``qemu`` test
+asks the installed QEMU again, so a row cannot drift from QEMU unnoticed.  The integer
+scanner is compared with the C library itself (ctypes), base by base.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+import json
+import re
+import subprocess
+from typing import Any
+
+import pytest
+
+from machines.errors import PropertyError
+from machines.values import parse_value, strtoll, strtoull
+
+# text -> the size QEMU reads, or the error it gives: ERANGE ("Value '...' is out of range
+# for parameter ...") or EINVAL ("Parameter ... expects a non-negative number below 2^64").
+SIZE_ROWS: list[tuple[str, int | str]] = [
+    ('1024', 1024),
+    ('1k', 1024),
+    ('1K', 1024),
+    ('2M', 2097152),
+    ('1.5G', 1610612736),
+    ('0x1000', 4096),
+    ('1T', 1099511627776),
+    ('0B', 0),
+    ('1P', 1125899906842624),
+    ('1E', 1152921504606846976),
+    ('15E', 17293822569102704640),
+    ('16E', 'ERANGE'),
+    ('0.5K', 512),
+    ('1.5k', 1536),
+    ('1.1k', 1126),
+    ('1.9k', 1946),
+    ('0.0001k', 0),
+    ('1.5', 'EINVAL'),
+    ('0x10k', 'EINVAL'),
+    ('k', 'EINVAL'),
+    ('-1', 'ERANGE'),
+    ('1.x', 'EINVAL'),
+    ('1.', 1),
+    ('1.k', 1024),
+    ('.5k', 512),
+    ('18446744073709551615', 18446744073709551615),
+    ('18446744073709551616', 'ERANGE'),
+    ('0x', 'EINVAL'),
+    ('0xffffffffffffffff', 18446744073709551615),
+    ('0x10000000000000000', 'ERANGE'),
+    ('1b', 1),
+    ('1 k', 'EINVAL'),
+    (' 1k', 1024),
+    ('1kB', 'EINVAL'),
+    ('1.5e', 1729382256910270464),
+    ('010', 10),
+    ('1e3', 'EINVAL'),
+    ('0X10', 16),
+    ('1.0000000001k', 1024),
+    ('17179869183.9999999999G', 'ERANGE'),
+    ('0.9999999999999999999B', 1),
+    ('1.5B', 'EINVAL'),
+    ('2.5B', 'EINVAL'),
+    ('3.5k', 3584),
+    ('0x1b', 27),
+    ('0xk', 'EINVAL'),
+    ('1.\uff15k', 'EINVAL'),  # a fullwidth 5
+    ('\u0661k', 'EINVAL'),  # an Arabic-Indic 1
+    ('-1x', 'EINVAL'),
+    ('-.5k', 'EINVAL'),
+    ('.', 'EINVAL'),
+    ('1..k', 'EINVAL'),
+    ('', 'EINVAL'),
+    (' ', 'EINVAL'),
+    ('+1k', 1024),
+    ('+.5k', 512),
+    ('0x1.5', 'EINVAL'),
+    ('1.5.k', 'EINVAL'),
+    ('15.9999999999E', 18446744073594259456),
+    ('0.5', 'EINVAL'),
+    ('00x10', 'EINVAL'),
+    ('1.5e3', 'EINVAL'),
+    ('1.00000000000000000000000001k', 1024),
+    ('0.000000000000000000001k', 0),
+    ('16383.99999999999P', 18446744073709540357),
+    ('0x0', 0),
+    ('kk', 'EINVAL'),
+    ('1kk', 'EINVAL'),
+    ('0.1b', 'EINVAL'),
+    ('12.', 12),
+    ('٣', 'EINVAL'),
+    ('1.٣k', 'EINVAL'),
+    ('9', 9),
+    ('2E', 2305843009213693952),
+    ('0xffffffffffffffffk', 'EINVAL'),
+    ('18446744073709551616k', 'EINVAL'),
+    ('-0', 'ERANGE'),
+    ('-0.0k', 'EINVAL'),
+]
+
+
+def _model(text: str) -> int | str:
+    try:
+        value = parse_value("size", text, "x-max-bounce-buffer-size")
+    except PropertyError as err:
+        return "ERANGE" if "out of range" in str(err) else "EINVAL"
+    assert isinstance(value, int)
+    return value
+
+
+@pytest.mark.parametrize(("text", "expected"), SIZE_ROWS)
+def test_size_rows(text: str, expected: int | str) -> None:
+    assert _model(text) == expected
+
+
+def _qemu_size(binary: str, text: str) -> int | str:
+    qmp = ('{"execute":"qmp_capabilities"}\n{"execute":"qom-get","arguments":{"path":'
+           '"/machine/q35/mch","property":"x-max-bounce-buffer-size"}}\n{"execute":"quit"}\n')
+    done = subprocess.run([binary, "-M", "pc-q35-10.0", "-accel", "tcg", "-S", "-nodefaults",
+                           "-display", "none", "-global", f"mch.x-max-bounce-buffer-size={text}",
+                           "-qmp", "stdio"], input=qmp, capture_output=True, text=True,
+                          timeout=120, check=False)
+    replies = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    values = [r["return"] for r in replies if "return" in r and r["return"] != {}]
+    if values:
+        return int(values[0])
+    said = done.stderr.strip().splitlines()[0]
+    bigger = re.search(r"doesn't take value (\d+)", said)
+    if bigger:
+        return int(bigger.group(1))
+    if "out of range" in said:
+        return "ERANGE"
+    assert "expects a non-negative number below 2^64" in said, said
+    return "EINVAL"
+
+
+@pytest.mark.qemu
+def test_size_rows_are_qemus_answers(qemu_binary: str) -> None:
+    wrong = [(text, expected, got) for text, expected in SIZE_ROWS
+             if (got := _qemu_size(qemu_binary, text)) != expected]
+    assert not wrong
+
+
+# -- the integer scanner against glibc -----------------------------------------------------
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.strtoull.restype = ctypes.c_ulonglong
+_LIBC.strtoull.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int]
+_LIBC.strtoll.restype = ctypes.c_longlong
+_LIBC.strtoll.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int]
+
+
+def _libc(function: Any, text: str, base: int) -> int | str:
+    """The whole string as qemu_strtou64/qemu_strtoi64 take it: value, EINVAL or ERANGE."""
+    raw = text.encode()
+    buffer = ctypes.create_string_buffer(raw)
+    end = ctypes.c_char_p()
+    ctypes.set_errno(0)
+    value = function(ctypes.cast(buffer, ctypes.c_char_p), ctypes.byref(end), base)
+    fault = ctypes.get_errno()
+    used = ctypes.cast(end, ctypes.c_void_p).value - ctypes.addressof(buffer)  # type: ignore[operator]
+    if used == 0 or used != len(raw):
+        return "EINVAL"
+    if fault == errno.ERANGE:
+        return "ERANGE"
+    return int(value)
+
+
+def _ours(function: Any, text: str, base: int) -> int | str:
+    try:
+        return int(function(text, base))
+    except OverflowError:
+        return "ERANGE"
+    except ValueError:
+        return "EINVAL"
+
+
+LEADS = ["", " ", "\t", "+", "-", " -", "--", "+-"]
+BODIES = ["0", "7", "08", "017", "19", "1a", "1A", "fF", "z", "Z", "0x", "0X1f", "0x1g", "0xG",
+          "0x 1", "0b1", "1 ", "\u0661", "0x\u0661", "9223372036854775807", "9223372036854775808",
+          "18446744073709551615", "18446744073709551616", "0xffffffffffffffff",
+          "0x10000000000000000", "0777777777777777777777", "01777777777777777777777",
+          "2000000000000000000000", "zzzzzzzzzzzzz", "10", "36", "a0"]
+
+
+@pytest.mark.parametrize("base", [0, 8, 10, 16, 36])
+def test_strtoull_and_strtoll_equal_glibc(base: int) -> None:
+    wrong = []
+    for lead, body in itertools.product(LEADS, BODIES):
+        text = lead + body
+        for ours, libc in ((strtoull, _LIBC.strtoull), (strtoll, _LIBC.strtoll)):
+            if _ours(ours, text, base) != _libc(libc, text, base):
+                wrong.append((ours.__name__, text, _ours(ours, text, base),
+                              _libc(libc, text, base)))
+    assert not wrong
