@@ -174,3 +174,27 @@ def rfc_qemu() -> str:
     if os.environ.get("MACHINES_REQUIRE_RFC_QEMU") == "1":
         pytest.fail(reason + " but MACHINES_REQUIRE_RFC_QEMU=1")
     pytest.skip(reason)
+
+
+# -- mutation testing (scripts/mutate) ---------------------------------------------------
+
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_caches_for_each_mutant() -> None:
+    """Under mutmut, empty every functools cache of the package before the tests run.
+
+    mutmut forks each mutant's test run from a process that has already run the tests
+    once: a cached answer (a design, a build, a folded compat list) computed by the
+    unmutated code would hide the mutant.  Builds are rebuilt, so class-level caches go
+    with them.  Outside a mutation run this does nothing.
+    """
+    import sys
+
+    if not os.environ.get("MUTANT_UNDER_TEST"):
+        return
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("machines", "kvmglue")):
+            continue
+        for value in list(vars(module).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear):
+                clear()
