@@ -205,12 +205,13 @@ def _ours(function: Any, text: str, base: int) -> int | str:
         return "EINVAL"
 
 
-LEADS = ["", " ", "\t", "+", "-", " -", "--", "+-"]
+LEADS = ["", " ", "  ", "\t \n", "+", "-", " -", "--", "+-"]
 BODIES = ["0", "7", "08", "017", "19", "1a", "1A", "fF", "z", "Z", "0x", "0X1f", "0x1g", "0xG",
           "0x 1", "0b1", "1 ", "\u0661", "0x\u0661", "9223372036854775807", "9223372036854775808",
           "18446744073709551615", "18446744073709551616", "0xffffffffffffffff",
           "0x10000000000000000", "0777777777777777777777", "01777777777777777777777",
-          "2000000000000000000000", "zzzzzzzzzzzzz", "10", "36", "a0"]
+          "2000000000000000000000", "zzzzzzzzzzzzz", "10", "36", "a0", "1_", "1[", "1`", "z{",
+          "Z@"]
 
 
 @pytest.mark.parametrize("base", [0, 8, 10, 16, 36])
@@ -223,3 +224,51 @@ def test_strtoull_and_strtoll_equal_glibc(base: int) -> None:
                 wrong.append((ours.__name__, text, _ours(ours, text, base),
                               _libc(libc, text, base)))
     assert not wrong
+
+
+# The C types' ranges (<stdint.h>): QEMU's visitors check each width after parsing 64 bits.
+WIDTHS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "int": 64,
+          "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
+
+
+@pytest.mark.parametrize("qapi_type", sorted(WIDTHS))
+def test_integer_widths_are_the_c_ranges(qapi_type: str) -> None:
+    bits = WIDTHS[qapi_type]
+    signed = not qapi_type.startswith("u")
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    c_name = {"int": "int64", "int64": "int64", "uint64": "uint64"}.get(qapi_type,
+                                                                        qapi_type + "_t")
+    assert parse_value(qapi_type, str(low), "p") == low
+    assert parse_value(qapi_type, hex(high), "p") == high
+    if qapi_type == "uint64":
+        assert parse_value(qapi_type, "-1", "p") == high
+    # (uint64 takes -1 as 2^64 - 1: qemu_strtou64 wraps negatives, as strtoull does)
+    for outside in (low - 1, high + 1) if qapi_type != "uint64" else (high + 1,):
+        with pytest.raises(PropertyError) as info:
+            parse_value(qapi_type, str(outside), "p")
+        # past 64 bits QEMU's parse fails first: "expects int64/uint64"
+        assert str(info.value) in (f"Parameter 'p' expects {c_name}",
+                                   f"Parameter 'p' expects {'int64' if signed else 'uint64'}")
+    if bits < 64:
+        with pytest.raises(PropertyError, match=rf"^Parameter 'p' expects {c_name}$"):
+            parse_value(qapi_type, str(high + 1), "p")
+        with pytest.raises(PropertyError, match=rf"^Parameter 'p' expects {c_name}$"):
+            parse_value(qapi_type, str(low - 1) if signed else "-1", "p")
+    with pytest.raises(PropertyError,
+                       match=rf"^Parameter 'p' expects {'int64' if signed else 'uint64'}$"):
+        parse_value(qapi_type, "08", "p")
+
+
+def test_choices_spelled_in_the_type_name_and_format() -> None:
+    from machines.values import enum_members, format_value
+
+    assert enum_members("alpha|beta|gamma") == ("alpha", "beta", "gamma")
+    assert enum_members("str") is None
+    assert parse_value("alpha|beta", "beta", "p") == "beta"
+    with pytest.raises(PropertyError, match=r"^Parameter 'p' does not accept value 'delta'$"):
+        parse_value("alpha|beta", "delta", "p")
+    assert (format_value(True), format_value(False), format_value(0), format_value("x")) == \
+        ("on", "off", "0", "x")
+    with pytest.raises(PropertyError, match=r"^Parameter 'p' expects a non-negative number "
+                                            r"below 2\^64$"):
+        parse_value("size", "k", "p")
