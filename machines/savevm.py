@@ -167,8 +167,14 @@ class _Reader:
         """(offset of the JSON, the JSON) of the trailing vmstate description."""
         window = min(self.size, MAX_DESCRIPTION + 6)
         tail = self.at(self.size - window, window)
-        # JSON text never holds a raw 0x06 byte: the last one is the marker.
+        # JSON text never holds a raw 0x06 byte, but the length before it may (a length
+        # of 6, 0x106, ...): the marker is the last 0x06 whose length reaches the end.
         mark = tail.rfind(bytes([VMDESCRIPTION]))
+        for _ in range(5):  # the length field holds at most four more 0x06 bytes
+            if mark < 1 or mark + 5 > len(tail) or struct.unpack(
+                    ">I", tail[mark + 1: mark + 5])[0] == len(tail) - mark - 5:
+                break
+            mark = tail.rfind(bytes([VMDESCRIPTION]), 0, mark)
         length = None
         if mark >= 1 and mark + 5 <= len(tail):
             length = struct.unpack(">I", tail[mark + 1: mark + 5])[0]

@@ -12,6 +12,9 @@ for ``bool``, ``int`` for every integer and ``size`` type, ``str`` otherwise.
 
 from __future__ import annotations
 
+import math
+import re
+from fractions import Fraction
 from typing import Final
 
 from machines.errors import PropertyError
@@ -106,35 +109,93 @@ def parse_bool(text: str) -> bool:
 
 
 _SUFFIXES: Final = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+_FLOAT_PREFIX: Final = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
+
+
+def _parse_uint(text: str) -> tuple[int, int, str | None]:
+    """util/cutils.c parse_uint(base 10) with an end pointer: (value, end, error)."""
+    magnitude, _, end = _strto(text, 10)
+    if end == 0:
+        return 0, 0, "EINVAL"
+    if magnitude > 2**64 - 1 or text.lstrip(_SPACE).startswith("-"):
+        return 0, end, "ERANGE"  # parse_uint refuses negative numbers as out of range
+    return magnitude, end, None
+
+
+def _strtod_fraction(copy: str) -> tuple[float, int, str | None]:
+    """qemu_strtod_finite with an end pointer on a copy that has no exponent."""
+    match = _FLOAT_PREFIX.match(copy)
+    if match is None:
+        return 0.0, 0, "EINVAL"
+    value = float(match.group(0))
+    tiny = value == 0.0 and any(c in "123456789" for c in match.group(0))
+    return value, match.end(), "ERANGE" if tiny else None
 
 
 def parse_size(text: str) -> int:
-    """``qemu_strtosz``: decimal (optionally fractional) or hex, with a unit suffix."""
-    from fractions import Fraction  # exact arithmetic, imported only when a size is read
+    """``qemu_strtosz`` (util/cutils.c do_strtosz, QEMU 8.0 on), step by step.
 
-    body = text
-    power = 0
-    if body and body[-1].upper() in _SUFFIXES:
-        power = _SUFFIXES[body[-1].upper()]
-        body = body[:-1]
-    if body[:2].lower() == "0x":
-        if power:  # QEMU refuses a scale on hex input
+    The integral part is decimal (``0x`` reparses as hex, with no fraction or
+    suffix); a fraction goes through a double into 64-bit fixed point, so that
+    ``1.1k`` is 1126 and ``0.9999999999999999999B`` is 1, exactly as QEMU's
+    arithmetic rounds them.  OverflowError is QEMU's ERANGE, ValueError its EINVAL.
+    """
+    def out_of_range(end: int) -> OverflowError | ValueError:
+        # ERANGE, unless something is left over: then qemu_strtosz says EINVAL
+        return OverflowError(text) if end == len(text) else ValueError(text)
+
+    val, end, error = _parse_uint(text)
+    if error == "ERANGE":
+        raise out_of_range(end)
+    valf = 0
+    if error is None and val == 0 and text[end : end + 1] in ("x", "X"):
+        magnitude, _, end = _strto(text, 16)
+        if magnitude > 2**64 - 1:
+            raise out_of_range(end)
+        val = magnitude
+        if text[end : end + 1] == "." or text[end : end + 1].upper() in _SUFFIXES:
             raise ValueError(text)
-        value = Fraction(strtoull(body, 16))
+    elif text[end : end + 1] == "." or (end == 0 and "." in text):
+        fraction = 0.0
+        after = text[end + 1 : end + 2]
+        if error is None and text[end] == "." and not (after.isascii() and after.isdigit()):
+            end += 1  # "1.k": no fractional digits
+        else:
+            copy = re.split("[eE]", text[end:], maxsplit=1)[0]  # 'e' is a suffix here
+            fraction, used, error = _strtod_fraction(copy)
+            end += used
+            if error == "EINVAL":
+                raise ValueError(text)
+            if math.copysign(1.0, fraction) < 0:
+                raise out_of_range(end)
+        if fraction == 1.0:
+            val += 1
+        elif error == "ERANGE":  # underflow: some non-zero fraction
+            valf, error = 1, None
+        else:
+            valf = int(Fraction(fraction) * 2**64)
+            if valf == 0 and fraction > 0.0:
+                valf = 1
+    if error is not None:
+        raise ValueError(text)
+    suffix = text[end : end + 1].upper()
+    mul = 1
+    if suffix in _SUFFIXES:
+        mul = 1024 ** _SUFFIXES[suffix]
+        end += 1
+    overflow = False
+    if mul == 1:
+        if valf:  # a fraction needs a scale
+            raise ValueError(text)
     else:
-        whole, dot, frac = body.partition(".")
-        if not whole.isascii() or not whole.isdigit():
-            raise ValueError(text)
-        if dot and frac and not (frac.isascii() and frac.isdigit()):
-            raise ValueError(text)
-        if dot and power == 0:  # a fraction needs a scale
-            raise ValueError(text)
-        value = Fraction(int(whole)) + (Fraction(f"0.{frac}") if frac else 0)
-    scaled = value * 1024**power
-    result = int(scaled + Fraction(1, 2)) if scaled.denominator != 1 else int(scaled)
-    if result > 2**64 - 1:
+        low = valf * mul
+        val = val * mul + (low >> 64) + ((low & (2**64 - 1)) >> 63)  # 64.64 fixed point,
+        overflow = val > 2**64 - 1                                     # 0.5 rounds up
+    if end != len(text):  # qemu_strtosz(NULL end): anything left over is EINVAL
+        raise ValueError(text)
+    if overflow:
         raise OverflowError(text)
-    return result
+    return val
 
 
 def enum_members(qapi_type: str) -> tuple[str, ...] | None:

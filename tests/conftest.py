@@ -7,11 +7,29 @@ missing, unless MACHINES_REQUIRE_QEMU=1 (MACHINES_REQUIRE_KVM=1) is set, as
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 
 import pytest
 from hypothesis import settings
+
+# Tests leave nothing behind: the host kernel profile the CLI caches per boot goes to a
+# scratch XDG_CACHE_HOME (inherited by every CLI subprocess), not the user's
+# ~/.cache/machines, where a stale profile would also be reused by the next run; the
+# browser test's screenshots go to a scratch directory unless MACHINES_TEST_OUTPUT names one.
+_SCRATCH = tempfile.mkdtemp(prefix="machines-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = os.path.join(_SCRATCH, "cache")
+os.environ.setdefault("MACHINES_TEST_OUTPUT", os.path.join(_SCRATCH, "test-output"))
+
+
+def missing(reason: str, flag: str) -> None:
+    """An oracle (an installed tool) is missing: skip, or fail when ``flag``=1 (.ci/run)."""
+    if os.environ.get(flag) == "1":
+        pytest.fail(f"{reason} but {flag}=1")
+    pytest.skip(reason)
 
 # Property tests: a few hundred inputs per reader in the normal run; the fuzz
 # env ('tox -e fuzz', --hypothesis-profile=fuzz) runs 100,000 each.  No
@@ -32,10 +50,35 @@ def qemu_binary() -> str:
     """The real QEMU binary, or skip (fail under MACHINES_REQUIRE_QEMU=1)."""
     if qemu_available():
         return QEMU_BINARY
-    reason = f"needs a real QEMU ({QEMU_BINARY} not found)"
-    if os.environ.get("MACHINES_REQUIRE_QEMU") == "1":
-        pytest.fail(reason + " but MACHINES_REQUIRE_QEMU=1")
-    pytest.skip(reason)
+    missing(f"needs a real QEMU ({QEMU_BINARY} not found)", "MACHINES_REQUIRE_QEMU")
+    raise AssertionError("unreachable")
+
+
+def qemu_version(binary: str) -> str:
+    """``10.0.2`` from ``QEMU emulator version 10.0.2 (Debian ...)``."""
+    import subprocess
+
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    return out.split("version ", 1)[1].split()[0]
+
+
+@pytest.fixture(scope="session")
+def installed_build(qemu_binary: str) -> str:
+    """The shipped build whose data is the installed QEMU's version (registry), or skip.
+
+    Oracle tests follow the installed QEMU: when it moves to a version no build ships,
+    they fail under MACHINES_REQUIRE_QEMU=1 instead of vanishing from CI.
+    """
+    from machines.registry import build_for_version
+
+    version = qemu_version(qemu_binary)
+    name = build_for_version(version)
+    if name is None:
+        missing(f"no shipped build is QEMU {version} (the installed {qemu_binary}): import "
+                "it (machines import) to compare", "MACHINES_REQUIRE_QEMU")
+    assert name is not None
+    return name
 
 
 # -- /dev/kvm (kvmglue) ------------------------------------------------------
@@ -164,3 +207,26 @@ def libvirt_uri() -> str:
             pytest.fail(reason + " but MACHINES_REQUIRE_LIBVIRT=1")
         pytest.skip(reason)
     return LIBVIRT_URI
+
+# -- mutation testing (scripts/mutate) ---------------------------------------------------
+
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_caches_for_each_mutant() -> None:
+    """Under mutmut, empty every functools cache of the package before the tests run.
+
+    mutmut forks each mutant's test run from a process that has already run the tests
+    once: a cached answer (a design, a build, a folded compat list) computed by the
+    unmutated code would hide the mutant.  Builds are rebuilt, so class-level caches go
+    with them.  Outside a mutation run this does nothing.
+    """
+    import sys
+
+    if not os.environ.get("MUTANT_UNDER_TEST"):
+        return
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("machines", "kvmglue")):
+            continue
+        for value in list(vars(module).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear):
+                clear()

@@ -38,14 +38,16 @@ def scratch(tmp_path: Path) -> Iterator[Path]:
         tempfile.tempdir = saved
 
 
+HANGS = {"help-hangs", "never-connects", "hangs-mid-session"}
+HANG_TIMEOUT = 5
 EXPECTED = {
     "help-fails": "-machine help' failed: qemu-system-x86_64: could not load PC BIOS",
-    "help-hangs": "-machine help' did not finish in 1 s",
+    "help-hangs": "-machine help' did not finish in {t} s",
     "exits": "exited at once (status 1): -accel tcg: invalid accelerator tcg",
-    "never-connects": "did not open its monitor within 1 s",
+    "never-connects": "did not open its monitor within {t} s",
     "garbage": "QEMU broke off 'query-version'",
     "errors": "query-version",
-    "hangs-mid-session": "did not answer 'query-version' within 1 s",
+    "hangs-mid-session": "did not answer 'query-version' within {t} s",
     "wrong-shape": "QEMU sent an unexpected reply to 'query-machines'",
     "type-loop": "is its own ancestor",
 }
@@ -57,11 +59,14 @@ def test_misbehaving_qemu_gives_one_line_and_leaves_nothing(
     binary = fakeqemu.make(tmp_path, mode)
     out = tmp_path / "build.json"
     out.write_text("previous\n")
-    code = main(["import", "--qemu", binary, "--timeout", "1", "-o", str(out)])
+    # A fake that must hang is given a few seconds; one that must answer (a Python script
+    # starting on a busy two-core machine) is given a minute.
+    timeout = HANG_TIMEOUT if mode in HANGS else 60
+    code = main(["import", "--qemu", binary, "--timeout", str(timeout), "-o", str(out)])
     err = capsys.readouterr().err
     assert code == 3, err
     assert err.count("\n") == 1 and err.startswith("machines: "), err
-    assert EXPECTED[mode] in err
+    assert EXPECTED[mode].format(t=timeout) in err
     assert "Traceback" not in err
     assert out.read_text() == "previous\n"  # nothing half-written
     assert processes_mentioning(binary) == []  # killed, whole process group
@@ -117,13 +122,25 @@ def test_interrupted_write_keeps_the_previous_file(sig: signal.Signals, tmp_path
                              # A test run started in the background ('&') ignores
                              # SIGINT, and children inherit that: undo it for this one.
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    # Wait until the temporary holds part of the answer: the run is mid-write.
-    while not any(p.stat().st_size > 0 for p in _temporaries(tmp_path, out.name)):
+    deadline = time.monotonic() + 120
+    # Wait until the temporary holds part of the answer: the run is mid-write.  Stop the
+    # child there (SIGSTOP) and look again, so that the signal cannot race the end of the
+    # write: a stopped child is still mid-write when the signal is sent.
+    def mid_write() -> bool:
+        return any(p.stat().st_size > 0 for p in _temporaries(tmp_path, out.name)) and \
+            out.read_text() == "previous answer\n"
+
+    while True:
         assert child.poll() is None, "finished before it could be interrupted"
         assert time.monotonic() < deadline
+        if mid_write():
+            child.send_signal(signal.SIGSTOP)
+            if mid_write():
+                break
+            child.send_signal(signal.SIGCONT)
         time.sleep(0.005)
-    child.send_signal(sig)
+    child.send_signal(sig)  # a stopped process is still there: no race with its exit
+    child.send_signal(signal.SIGCONT)  # SIGINT is delivered once it runs again
     _, err = child.communicate(timeout=60)
     assert out.read_text() == "previous answer\n"
     if sig == signal.SIGINT:

@@ -12,6 +12,7 @@ import pytest
 from kvmglue.profile import shipped
 from machines.cli import main
 from machines.config import configure
+from machines.errors import MachinesError
 from machines.hostprofile import load
 from machines.i386.seoib import SeoibState, decide, inputs_from
 from machines.kernels import caps
@@ -82,7 +83,7 @@ def _per_pair(vm: dict[str, Any], hosts: dict[str, Any]) -> dict[str, Any] | str
         config = configure(build, parse_args(args))
         resolver = Resolver(config)
         resolver.check_accel()
-    except Exception as err:
+    except MachinesError as err:  # QEMU's refusal; any other exception fails the test
         return str(err)
     inputs = inputs_from(resolver)
     kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
@@ -182,6 +183,68 @@ def test_class_form_says_what_the_per_host_form_says(tmp_path: Path, seed: int,
         assert vm["verdict"] == expected
     assert totals["vms"] == 200 == sum(totals["verdicts"].values())
     assert per_host[-1]["summary"] == totals
+
+def _cli_reference(vm: dict[str, Any], host_dir: Path, hosts: dict[str, Any],
+                   capsys: Any) -> dict[str, list[str]] | None:
+    """One VM through the single-VM command, 'machines preflight --json', to every host.
+
+    Independent of the fleet code: no grouping, no host classes, the CLI's own source
+    reading (--release, --seoib, --source-host, --source-state, QEMU arguments).  None
+    when the command refuses the VM (exit 2, one line); an exception fails the test.
+    """
+    accel = f"kvm,kernel-irqchip={vm['irqchip']}" if "irqchip" in vm else "tcg"
+    if "policy" in vm:
+        accel += f",seoib-policy={vm['policy']}"
+    args = ["-machine", vm["machine"], "-accel", accel]
+    if "ioapic" in vm:
+        version = vm["ioapic"] if isinstance(vm["ioapic"], int) else int(vm["ioapic"], 0)
+        args += ["-global", f"ioapic.version={version:#x}"]
+    argv = ["preflight", "--json", "--source-host", str(host_dir / f"{vm['source_host']}.json")]
+    if "state" in vm:
+        argv += ["--source-state", SeoibState.parse(vm["state"]).name]
+    for host in hosts:
+        argv += ["--dest", str(host_dir / f"{host}.json")]
+    code = main([*argv, "--", *args])
+    out, err = capsys.readouterr()
+    if code == 2:
+        assert out == "" and err.count("\n") == 1 and err.startswith("machines: "), err
+        return None
+    assert code in (0, 1, 3), (code, err)
+    doc = json.loads(out)
+    if doc["source"]["qemu_why"].startswith("stand-in"):
+        # the host's QEMU lacks the machine type: the command reads it with a stand-in
+        # build (and says so), the fleet refuses the VM
+        return None
+    return {host: [r["code"] for r in d["reasons"]]
+            for host, d in zip(hosts, doc["destinations"], strict=True)}
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_fleet_answer_equals_the_single_vm_command(tmp_path: Path, seed: int,
+                                                   capsys: Any) -> None:
+    fleet, host_dir = random_fleet(tmp_path, seed, vms=200, hosts=8)
+    assert main(["preflight", "--fleet", str(fleet), "--hosts", str(host_dir),
+                 "--expand-hosts"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    header, rows = lines[0], lines[1:-1]
+    host_class = {h: c for c, info in header["host_classes"].items() for h in info["hosts"]}
+    hosts = {p.stem: load(p) for p in sorted(host_dir.glob("*.json"))}
+    vms = [json.loads(line) for line in fleet.read_text().splitlines()]
+    compared = refused = 0
+    for vm, row in zip(vms, rows, strict=True):
+        if "source_host" not in vm or "qemu" in vm or "seoib" in vm:
+            continue  # the command's source QEMU is its --source-host's, nothing else
+        reference = _cli_reference(vm, host_dir, hosts, capsys)
+        if reference is None:
+            assert "error" in row, (vm, row)
+            refused += 1
+            continue
+        assert "error" not in row, (vm, row)
+        for host, codes in reference.items():
+            group = row["warnings"] if host in row["can_move_to"] else row["blocked"]
+            assert [r["code"] for r in group.get(host_class[host], [])] == codes, (vm, host)
+            compared += 1
+    assert compared >= 300 and refused >= 1
 
 
 def test_fleet_input_errors_name_the_line(tmp_path: Path, capsys: Any) -> None:

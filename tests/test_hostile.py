@@ -198,6 +198,15 @@ def test_host_profile_loading(case: tuple[dict[str, Any], bool]) -> None:
     result = typed_error_or_result(lambda: host_from_json(doc, "h.json"), DataError)
     if only_added:
         assert not isinstance(result, DataError), result
+    if isinstance(result, DataError):  # a changed profile is refused naming the file
+        assert str(result).startswith("h.json: "), result
+        return
+    # or it loads as what it says: saved again and reloaded, the same host
+    again = host_from_json(host_profile_json(result.name, result.kernel, result.qemu), "again")
+    assert (again.name, again.build.name, again.kernel.to_json()) == \
+        (result.name, result.build.name, result.kernel.to_json())
+    assert result.name == doc["name"] and result.kernel.to_json()["kernel_release"] == \
+        doc["kernel"]["kernel_release"]
 
 
 @QUIET

@@ -366,10 +366,11 @@ def test_live_qmp_source_gives_the_verdict_of_its_command_line(qemu_binary: str,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         try:
-            for _ in range(200):
-                if os.path.exists(sock):
-                    break
+            deadline = time.monotonic() + 60  # a busy two-core machine starts QEMU slowly
+            while not os.path.exists(sock) and proc.poll() is None and \
+                    time.monotonic() < deadline:
                 time.sleep(0.025)
+            assert os.path.exists(sock), f"QEMU made no QMP socket (exit {proc.poll()})"
             code_live, live = _run(capsys, "preflight", "--qmp", sock, *dests)
         finally:
             proc.terminate()

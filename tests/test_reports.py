@@ -2,15 +2,20 @@
 
 The golden files in tests/golden/ are the reviewed outputs for a fixed input
 set (shipped kernel and host profiles only, so nothing depends on this
-machine).  After an intended change, regenerate them and review the diff:
+machine).  After an intended change, regenerate them (a separate step, which
+asserts nothing) and review the diff before committing it:
 
-    MACHINES_REGEN_GOLDEN=1 pytest tests/test_reports.py
+    python tests/test_reports.py --regen
+
+The test only compares: it never writes a golden file, so a run cannot pass by
+comparing the output with itself.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +48,23 @@ def _produce(argv: list[str], fmt: str, tmp_path: Path) -> str:
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str, fmt: str, tmp_path: Path) -> None:
-    produced = _produce(CASES[case], fmt, tmp_path)
     golden = GOLDEN / f"{case}.{SUFFIX[fmt]}"
-    if os.environ.get("MACHINES_REGEN_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        golden.write_text(produced)
-    assert golden.exists(), f"missing {golden}; regenerate with MACHINES_REGEN_GOLDEN=1"
-    assert produced == golden.read_text()
+    assert golden.exists(), f"missing {golden}; regenerate: python tests/test_reports.py --regen"
+    expected = golden.read_text()  # read before the program runs
+    assert _produce(CASES[case], fmt, tmp_path) == expected
+
+
+def regenerate() -> None:
+    """Write every golden file from the program's current output (review the diff!)."""
+    GOLDEN.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        for case, argv in sorted(CASES.items()):
+            for fmt in FORMATS:
+                out = Path(scratch) / f"out.{SUFFIX[fmt]}"
+                if main([*argv, "--format", fmt, "-o", str(out)]) != 0:
+                    raise SystemExit(f"{case} --format {fmt} failed")
+                (GOLDEN / f"{case}.{SUFFIX[fmt]}").write_text(out.read_text())
+                print(f"wrote {GOLDEN / f'{case}.{SUFFIX[fmt]}'}")
 
 
 def test_text_fits_100_columns_with_4_kernels_and_8_hosts(capsys: Any, tmp_path: Path) -> None:
@@ -175,3 +190,9 @@ def test_matrix_legends_explain_only_what_is_shown(capsys: Any) -> None:
         term = line.split()[0] if line[:8].strip() else None
         if term and not line.startswith("        "):
             assert term in table, term
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--regen"]:
+        raise SystemExit("usage: python tests/test_reports.py --regen")
+    regenerate()

@@ -238,6 +238,9 @@ MOVES = [
     Move("rfc", f"{Q35} {SPLIT}", "rfc", f"{Q35} -accel tcg", "aborts"),
     Move("rfc", f"{Q35} -accel kvm", "rfc", f"{Q35} -accel kvm", "loads"),
     Move("rfc", f"{Q35} {SPLIT}", "debian", f"{Q35} {SPLIT}", "refuses"),
+    # NOT_ADVERTISED (IOAPIC 0x11) sends the section too: 10.0.2 refuses it as well
+    Move("rfc", f"{Q35} {SPLIT} -global ioapic.version=0x11", "debian", f"{Q35} {SPLIT}",
+         "refuses"),
     Move("rfc", f"{Q35} -accel kvm", "debian", f"{Q35} -accel kvm", "loads"),
     Move("debian", f"{Q35} {SPLIT}", "rfc", f"{Q35} {SPLIT}", "loads"),
     Move("debian", f"{Q35} -accel kvm", "rfc", f"{Q35} -accel kvm", "loads"),

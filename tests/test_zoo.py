@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ZOO_BUILDS, kvm_available, zoo_command
+from conftest import ZOO_BUILDS, kvm_available, missing, zoo_command
 from realqemu import compare_with_model, run_many, sample_body, sample_devices
 
 from machines.build import Build
@@ -178,7 +178,7 @@ def test_refuses_what_the_build_refuses_in_its_own_words(
         zoo: tuple[Build, QemuCommand, dict[str, Any]], args: list[str], capsys: Any) -> None:
     build, command, _ = zoo
     if "kvm" in " ".join(args) and not kvm_available():
-        pytest.skip("needs /dev/kvm")
+        missing("needs /dev/kvm", "MACHINES_REQUIRE_KVM")
     started, line = _real_outcome(command, args)
     accel = [] if "-accel" in args else ["-accel", "tcg"]
     code = main(["resolve", "--release", build.name, *args, *accel, "--kernel", "linux-7.0"])
