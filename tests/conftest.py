@@ -19,6 +19,10 @@ from hypothesis import settings
 # scratch XDG_CACHE_HOME (inherited by every CLI subprocess), not the user's
 # ~/.cache/machines, where a stale profile would also be reused by the next run; the
 # browser test's screenshots go to a scratch directory unless MACHINES_TEST_OUTPUT names one.
+# The SEOIB RFC's QEMU unpacks itself into its own cache (../shared/tools/qemu-rfc-seoib):
+# that stays where it was, so it is unpacked once, not once per run and QEMU started.
+os.environ.setdefault("QEMU_RFC_SEOIB_CACHE", os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "qemu-rfc-seoib"))
 _SCRATCH = tempfile.mkdtemp(prefix="machines-tests-")
 atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 os.environ["XDG_CACHE_HOME"] = os.path.join(_SCRATCH, "cache")
@@ -168,6 +172,10 @@ RFC_QEMU = os.environ.get("MACHINES_RFC_QEMU") or os.path.join(
 def rfc_qemu() -> str:
     """The RFC's own QEMU 10.2.0, or skip (fail under MACHINES_REQUIRE_RFC_QEMU=1)."""
     if os.access(RFC_QEMU, os.X_OK) and kvm_available():
+        import subprocess
+
+        # Unpack it now, once: QEMUs started side by side would race to unpack it.
+        subprocess.run([RFC_QEMU, "--path"], check=True, capture_output=True, timeout=120)
         return RFC_QEMU
     reason = (f"needs the SEOIB RFC's QEMU ({RFC_QEMU}; MACHINES_RFC_QEMU overrides) and a "
               "usable /dev/kvm")
