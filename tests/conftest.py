@@ -218,14 +218,16 @@ def libvirt_uri() -> str:
 
 # -- mutation testing (scripts/mutate) ---------------------------------------------------
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _fresh_caches_for_each_mutant() -> None:
-    """Under mutmut, empty every functools cache of the package before the tests run.
+    """Under mutmut, empty every functools cache of the package before each test.
 
     mutmut forks each mutant's test run from a process that has already run the tests
     once: a cached answer (a design, a build, a folded compat list) computed by the
-    unmutated code would hide the mutant.  Builds are rebuilt, so class-level caches go
-    with them.  Outside a mutation run this does nothing.
+    unmutated code would hide the mutant.  And in its stats run, which maps each function
+    to the tests that reach it, a cached build would be attributed to the first test that
+    asked for it only.  Builds are rebuilt, so class-level caches go with them.  Outside a
+    mutation run (MUTANT_UNDER_TEST unset) this does nothing.
     """
     import sys
 
