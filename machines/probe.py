@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from kvmglue._cdefs import X2ApicApi
 from kvmglue.errors import KvmError, KvmUnavailable
@@ -87,12 +87,7 @@ def _host_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
         imported = import_build(args.qemu, command=["machines", "probe", "--qemu", args.qemu],
                                 progress=progress)
     doc = host_profile_json(args.name or socket.gethostname(), kernel, {"import": imported})
-    if args.output:
-        atomic_write_json(args.output, doc)
-    if args.json:
-        print(json.dumps(doc, indent=1))
-    elif not args.output:
-        print(render(kernel, source=args.simulate or args.device))
+    _emit(args, kernel, doc)
     if not args.json:
         aware = "seoib-policy" in imported["qom"]["properties"].get("kvm-accel", {})
         print(f"QEMU         {imported['qemu']['version']} ({args.qemu}): "
@@ -100,6 +95,16 @@ def _host_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
               f"{'yes' if aware else 'no (never sets the SEOIB flags)'}"
               + (f"\nhost profile {doc['name']} -> {args.output}" if args.output else ""))
     return 0
+
+
+def _emit(args: argparse.Namespace, kernel: KernelProfile, doc: dict[str, Any]) -> None:
+    """A host profile to -o FILE (atomically), as JSON, or the kernel's summary."""
+    if args.output:
+        atomic_write_json(args.output, doc)
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    elif not args.output:
+        print(render(kernel, source=args.simulate or args.device))
 
 
 def _libvirt_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
@@ -118,12 +123,7 @@ def _libvirt_profile(args: argparse.Namespace, kernel: KernelProfile) -> int:
                          f"with --qemu {info['emulator'] or 'BINARY'} instead (on that host)")
     doc = host_profile_json(args.name or socket.gethostname(), kernel, {"release": release})
     doc["libvirt"] = info
-    if args.output:
-        atomic_write_json(args.output, doc)
-    if args.json:
-        print(json.dumps(doc, indent=1))
-    elif not args.output:
-        print(render(kernel, source=args.simulate or args.device))
+    _emit(args, kernel, doc)
     if not args.json:
         print(f"libvirt      {info['libvirt_version']} at {args.connect}: QEMU "
               f"{info['qemu_version']} ({info['emulator']}), {len(info['machines'])} machine "

@@ -65,13 +65,8 @@ def random_fleet(directory: Path, seed: int, vms: int, hosts: int) -> tuple[Path
     return fleet, host_dir
 
 
-def _per_pair(vm: dict[str, Any], hosts: dict[str, Any]) -> dict[str, Any] | str:
-    """One VM against every host, directly, without any grouping."""
-    source_host = hosts[vm["source_host"]]
-    name = vm.get("qemu") or source_host.build.name
-    if "seoib" in vm:
-        name = f"{name.split('+')[0]}+{vm['seoib']}"
-    build = get_build(name)
+def vm_args(vm: dict[str, Any]) -> list[str]:
+    """A fleet VM line as the QEMU arguments it stands for (README, fleet fields)."""
     accel = f"kvm,kernel-irqchip={vm['irqchip']}" if "irqchip" in vm else "tcg"
     if "policy" in vm:
         accel += f",seoib-policy={vm['policy']}"
@@ -79,6 +74,17 @@ def _per_pair(vm: dict[str, Any], hosts: dict[str, Any]) -> dict[str, Any] | str
     if "ioapic" in vm:
         version = vm["ioapic"] if isinstance(vm["ioapic"], int) else int(vm["ioapic"], 0)
         args += ["-global", f"ioapic.version={version:#x}"]
+    return args
+
+
+def _per_pair(vm: dict[str, Any], hosts: dict[str, Any]) -> dict[str, Any] | str:
+    """One VM against every host, directly, without any grouping."""
+    source_host = hosts[vm["source_host"]]
+    name = vm.get("qemu") or source_host.build.name
+    if "seoib" in vm:
+        name = f"{name.split('+')[0]}+{vm['seoib']}"
+    build = get_build(name)
+    args = vm_args(vm)
     try:
         config = configure(build, parse_args(args))
         resolver = Resolver(config)
@@ -192,13 +198,7 @@ def _cli_reference(vm: dict[str, Any], host_dir: Path, hosts: dict[str, Any],
     reading (--release, --seoib, --source-host, --source-state, QEMU arguments).  None
     when the command refuses the VM (exit 2, one line); an exception fails the test.
     """
-    accel = f"kvm,kernel-irqchip={vm['irqchip']}" if "irqchip" in vm else "tcg"
-    if "policy" in vm:
-        accel += f",seoib-policy={vm['policy']}"
-    args = ["-machine", vm["machine"], "-accel", accel]
-    if "ioapic" in vm:
-        version = vm["ioapic"] if isinstance(vm["ioapic"], int) else int(vm["ioapic"], 0)
-        args += ["-global", f"ioapic.version={version:#x}"]
+    args = vm_args(vm)
     argv = ["preflight", "--json", "--source-host", str(host_dir / f"{vm['source_host']}.json")]
     if "state" in vm:
         argv += ["--source-state", SeoibState.parse(vm["state"]).name]
