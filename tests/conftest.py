@@ -11,6 +11,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from typing import NoReturn
 
 import pytest
 from hypothesis import settings
@@ -29,7 +30,7 @@ os.environ["XDG_CACHE_HOME"] = os.path.join(_SCRATCH, "cache")
 os.environ.setdefault("MACHINES_TEST_OUTPUT", os.path.join(_SCRATCH, "test-output"))
 
 
-def missing(reason: str, flag: str) -> None:
+def missing(reason: str, flag: str) -> NoReturn:
     """An oracle (an installed tool) is missing: skip, or fail when ``flag``=1 (.ci/run)."""
     if os.environ.get(flag) == "1":
         pytest.fail(f"{reason} but {flag}=1")
@@ -55,7 +56,6 @@ def qemu_binary() -> str:
     if qemu_available():
         return QEMU_BINARY
     missing(f"needs a real QEMU ({QEMU_BINARY} not found)", "MACHINES_REQUIRE_QEMU")
-    raise AssertionError("unreachable")
 
 
 def qemu_version(binary: str) -> str:
@@ -111,10 +111,7 @@ def real_kvm():
     """An open /dev/kvm handle, or skip (fail under MACHINES_REQUIRE_KVM=1)."""
     problem = _kvm_problem()
     if problem is not None:
-        reason = f"needs a usable {KVM_DEVICE} ({problem})"
-        if os.environ.get("MACHINES_REQUIRE_KVM") == "1":
-            pytest.fail(reason + " but MACHINES_REQUIRE_KVM=1")
-        pytest.skip(reason)
+        missing(f"needs a usable {KVM_DEVICE} ({problem})", "MACHINES_REQUIRE_KVM")
     from kvmglue.kvm import open_kvm
 
     with open_kvm(KVM_DEVICE) as kvm:
@@ -155,11 +152,9 @@ def zoo_command(build: str):  # -> QemuCommand, or skip / fail under MACHINES_RE
         elif not os.path.ismount(os.path.join(root, "proc")):
             problem = f"{root}/proc is not mounted (run .ci/install-zoo)"
     if problem is not None:
-        reason = f"needs QEMU {build} from the zoo ({problem})"
-        if os.environ.get("MACHINES_REQUIRE_ZOO") == "1":
-            pytest.fail(reason + " but MACHINES_REQUIRE_ZOO=1")
-        pytest.skip(reason)
+        missing(f"needs QEMU {build} from the zoo ({problem})", "MACHINES_REQUIRE_ZOO")
     return command
+
 
 # -- the QEMU that carries the SEOIB RFC v2 (../shared/tools/qemu-rfc-seoib) ----
 
@@ -177,11 +172,8 @@ def rfc_qemu() -> str:
         # Unpack it now, once: QEMUs started side by side would race to unpack it.
         subprocess.run([RFC_QEMU, "--path"], check=True, capture_output=True, timeout=120)
         return RFC_QEMU
-    reason = (f"needs the SEOIB RFC's QEMU ({RFC_QEMU}; MACHINES_RFC_QEMU overrides) and a "
-              "usable /dev/kvm")
-    if os.environ.get("MACHINES_REQUIRE_RFC_QEMU") == "1":
-        pytest.fail(reason + " but MACHINES_REQUIRE_RFC_QEMU=1")
-    pytest.skip(reason)
+    missing(f"needs the SEOIB RFC's QEMU ({RFC_QEMU}; MACHINES_RFC_QEMU overrides) and a "
+            "usable /dev/kvm", "MACHINES_REQUIRE_RFC_QEMU")
 
 
 # -- a real libvirt (.ci/install-libvirt) --------------------------------------
@@ -210,11 +202,9 @@ def libvirt_uri() -> str:
     """The URI of a libvirt that answers, or skip (fail under MACHINES_REQUIRE_LIBVIRT=1)."""
     problem = _libvirt_problem()
     if problem is not None:
-        reason = f"needs a running libvirt ({problem})"
-        if os.environ.get("MACHINES_REQUIRE_LIBVIRT") == "1":
-            pytest.fail(reason + " but MACHINES_REQUIRE_LIBVIRT=1")
-        pytest.skip(reason)
+        missing(f"needs a running libvirt ({problem})", "MACHINES_REQUIRE_LIBVIRT")
     return LIBVIRT_URI
+
 
 # -- mutation testing (scripts/mutate) ---------------------------------------------------
 
