@@ -135,6 +135,15 @@ def _vm_from(doc: Any, number: int, where: str) -> Vm:
     return Vm(doc["id"], doc["machine"], **values, line=number)
 
 
+def _line_error(err: Exception, path: str, number: int) -> DataError:
+    """What a VM list's unreadable line is, in one line naming it."""
+    if isinstance(err, json.JSONDecodeError):
+        return DataError(f"{path}:{number}: not JSON ({err.msg})")
+    if isinstance(err, RecursionError):
+        return DataError(f"{path}:{number}: nested too deeply")
+    return DataError(f"{path}: not UTF-8 text")
+
+
 def read_vms(path: str) -> Iterator[Vm]:
     """The fleet's VMs in order; a bad line fails with its number."""
     try:
@@ -144,6 +153,7 @@ def read_vms(path: str) -> Iterator[Vm]:
     with fh:
         loads = json.loads
         seen: dict[str, int] = {}
+        number = 0
         try:
             for number, line in enumerate(fh, 1):
                 # One line, one JSON document: parsing lines joined together would be
@@ -155,12 +165,8 @@ def read_vms(path: str) -> Iterator[Vm]:
                         raise DataError(f"{path}:{number}: VM id {vm.id!r} is already used on "
                                         f"line {first}")
                     yield vm
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: not JSON ({err.msg})") from None
-        except RecursionError:
-            raise DataError(f"{path}:{number}: nested too deeply") from None
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not UTF-8 text") from None
+        except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as err:
+            raise _line_error(err, path, number) from None
 
 
 def read_hosts(directory: str) -> list[HostProfile]:
@@ -379,12 +385,8 @@ class FleetRun:
                         self._take(vm_id, index, number, path)  # raises: a duplicate
                     ids_append(vm_id)
                     class_append(index)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{number}: not JSON ({err.msg})") from None
-            except RecursionError:
-                raise DataError(f"{path}:{number}: nested too deeply") from None
-            except UnicodeDecodeError:
-                raise DataError(f"{path}: not UTF-8 text") from None
+            except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as err:
+                raise _line_error(err, path, number) from None
 
     def _slow(self, doc: Any, number: int, path: str) -> int:
         """A line with fields not seen before: checked, classed and remembered."""
