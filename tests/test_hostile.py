@@ -121,7 +121,10 @@ def test_command_line_splitter(text: str) -> None:
 def _cli(argv: list[str]) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
+        try:
+            code = main(argv)
+        except SystemExit as done:  # argparse's --help, as the process would exit
+            code = done.code if isinstance(done.code, int) else 0
     return code, err.getvalue()
 
 
