@@ -26,8 +26,6 @@ Readers accept v1, refuse newer versions, ignore unknown fields and name
 the path of a field of the wrong type.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple, TypeVar
@@ -140,7 +138,7 @@ class KernelProfile(NamedTuple):
         }
 
     @classmethod
-    def from_json(cls, doc: Any, where: str = "kernel profile") -> KernelProfile:
+    def from_json(cls, doc: Any, where: str = "kernel profile") -> "KernelProfile":
         check_schema(doc, SCHEMA_KIND, SCHEMA_VERSION, where)
         origin = get(doc, "origin", str, where)
         if origin not in ORIGINS:

@@ -7,8 +7,6 @@ program's default), and check ``-machine`` properties, ``-global`` and
 ``-cpu`` against the build's types, failing with QEMU's own words.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from machines.build import Build

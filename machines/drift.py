@@ -13,11 +13,6 @@ that the property later preserves (``x-arch-cap-always-on`` before QEMU
 break migration of an unchanged machine type.
 """
 
-from __future__ import annotations
-
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from machines.build import Build
@@ -25,8 +20,6 @@ from machines.compat.tables import CompatProp
 from machines.errors import PropertyError
 from machines.machine import MachineType
 from machines.values import Value, parse_value
-
-SOURCES = Path(__file__).parent / "compat" / "data" / "model.json"
 
 
 class Effective(NamedTuple):
@@ -46,10 +39,10 @@ class DriftItem(NamedTuple):
                 f"({self.destination.origin})")
 
 
-@cache
 def _model() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(SOURCES.read_text())
-    return doc
+    from machines.registry import model_doc  # decoded once per process, with the builds
+
+    return model_doc()
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -18,11 +18,8 @@ command line a host is such a file, or a pair of shipped names
 this machine now).
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from kvmglue.profile import KernelProfile, shipped_names
@@ -102,14 +99,14 @@ def _memo(memo: dict[str, Any] | None, kind: str, doc: dict[str, Any],
 
 
 def load(path: str | os.PathLike[str]) -> HostProfile:
-    return from_json(load_json(Path(path), "host profile"), str(path))
+    return from_json(load_json(path, "host profile"), str(path))
 
 
 def from_spec(spec: str) -> HostProfile:
     """``--dest``/``--source-host``: a host-profile file or ``KERNEL/QEMU``."""
     from machines.kernels import kernel_profile
 
-    if Path(spec).is_file():
+    if os.path.isfile(spec):
         return load(spec)
     kernel_name, sep, release = spec.rpartition("/")
     if not sep or not kernel_name or not release:

@@ -7,8 +7,6 @@ alphabetic tag and two or more dotted numbers.  Versions of one family sort by
 (tag, numbers), newest first, so downstream types need no special case.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterable
 from functools import cache

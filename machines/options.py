@@ -17,8 +17,6 @@ Error messages are QEMU's own, with the option as typed in front, so what
 this tool says about a bad option is what QEMU would have said.
 """
 
-from __future__ import annotations
-
 import json
 import re
 import shlex

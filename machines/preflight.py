@@ -31,8 +31,6 @@ the canonical name the source resolved and ``-incoming``.  Its
 Everything here is pure; the CLI gathers profiles and prints.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from functools import cache
 from typing import NamedTuple

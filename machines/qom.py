@@ -16,8 +16,6 @@ Two things QEMU does at instance time matter for effective values:
   ``instance`` defaults, read from a freshly created object.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -55,6 +53,7 @@ class QomTypes:
         self._subtypes: dict[str, list[str]] = {}
         self._found: dict[tuple[str, str], PropertyInfo | None] = {}
         self._proxies: dict[str, str | None] = {}
+        self._definers: dict[str, dict[str, str]] = {}
 
     def __contains__(self, typename: object) -> bool:
         return typename in self.parents
@@ -77,8 +76,18 @@ class QomTypes:
     def subtypes(self, ancestor: str) -> list[str]:
         found = self._subtypes.get(ancestor)
         if found is None:
-            found = self._subtypes[ancestor] = sorted(
-                t for t in self.parents if self.is_a(t, ancestor))
+            # Walk down from the ancestor (a cold pre-flight asks about virtio-pci once;
+            # the ancestry of all ~750 types would cost it about 2 ms).
+            children: dict[str | None, list[str]] = {}
+            for name, parent in self.parents.items():
+                children.setdefault(parent, []).append(name)
+            seen, todo = {ancestor}, [ancestor]
+            while todo:
+                for child in children.get(todo.pop(), ()):
+                    if child not in seen:
+                        seen.add(child)
+                        todo.append(child)
+            found = self._subtypes[ancestor] = sorted(t for t in seen if t in self.parents)
         return found
 
     def proxy_backend(self, typename: str) -> str | None:
@@ -120,6 +129,7 @@ class QomTypes:
         self._subtypes.clear()
         self._found.clear()
         self._proxies.clear()
+        self._definers.clear()
 
     def find_property(self, typename: str, prop: str) -> PropertyInfo | None:
         """``prop`` on ``typename`` or, for an abstract type, on any subtype of it.
@@ -132,30 +142,35 @@ class QomTypes:
             return self._found[key]
         info = self.properties(typename).get(prop)
         if info is None and typename in self.abstract:
-            # Merge the tables only of the first subtype that has it somewhere (cold start:
-            # merging every subtype of virtio-pci costs more than the rest of a pre-flight).
-            info = next((found for sub in self.subtypes(typename) if self._defines(sub, prop)
-                         and (found := self.properties(sub).get(prop)) is not None), None)
+            # Merge the tables only of the first subtype that has it (cold start: merging
+            # every subtype of virtio-pci costs more than the rest of a pre-flight).
+            first = self._first_definers(typename).get(prop)
+            info = self.properties(first).get(prop) if first is not None else None
         self._found[key] = info
         return info
 
-    def _defines(self, typename: str, prop: str) -> bool:
-        """Whether ``prop`` is in the own table of ``typename``, its proxy backend or an
-        ancestor of either (what :meth:`properties` merges), without merging."""
-        def own_has(node: str) -> bool:
-            own = self._own.get(node)
-            return prop in (own if own is not None else self._raw.get(node, ()))
-
-        if any(own_has(node) for node in self.ancestry(typename)):
-            return True
-        backend = self.proxy_backend(typename)
-        return backend is not None and any(own_has(node) for node in self.ancestry(backend))
+    def _first_definers(self, abstract: str) -> dict[str, str]:
+        """Each property name of a subtype of ``abstract``: the first subtype (by name)
+        whose own tables, its proxy backend's or an ancestor's of either (what
+        :meth:`properties` merges) name it, found without merging."""
+        index = self._definers.get(abstract)
+        if index is None:
+            index = self._definers[abstract] = {}
+            for sub in self.subtypes(abstract):
+                backend = self.proxy_backend(sub)
+                nodes = self.ancestry(sub) + (self.ancestry(backend) if backend else ())
+                for node in nodes:
+                    own = self._own.get(node)
+                    for name in own if own is not None else self._raw.get(node, ()):
+                        index.setdefault(name, sub)
+        return index
 
     def add_property(self, typename: str, info: PropertyInfo) -> None:
         """Overlay a property (new in a model release) onto a type."""
         self._own_of(typename)[info.name] = info
         self._merged.clear()
         self._found.clear()
+        self._definers.clear()
 
     def own_properties(self, typename: str) -> dict[str, PropertyInfo]:
         """Properties of the type itself (inherited ones included), no aliases."""

@@ -136,13 +136,9 @@ def build_from_import(doc: dict[str, Any], name: str) -> Build:
     )
 
 
-def model_doc() -> dict[str, Any]:
-    """The generated model data (compat arrays per release, options)."""
-    return _model_doc()
-
-
 @cache
-def _model_doc() -> dict[str, Any]:
+def model_doc() -> dict[str, Any]:
+    """The generated model data (compat arrays per release, options), decoded once."""
     path = os.path.join(DATA, "model.json")
     doc = load_json(path, "model data")
     check_schema(doc, *MODEL_SCHEMA, where=str(path))
@@ -151,7 +147,7 @@ def _model_doc() -> dict[str, Any]:
 
 def _model_tables(release: str) -> dict[str, CompatTable]:
     tables = {}
-    for name, entries in _model_doc()["tables"].items():
+    for name, entries in model_doc()["tables"].items():
         tables[name] = CompatTable(name, tuple(
             GlobalProperty(e["driver"], e["property"], e["value"], e["optional"])
             for e in entries if release in e["releases"]))
@@ -159,7 +155,7 @@ def _model_tables(release: str) -> dict[str, CompatTable]:
 
 
 def _model_qom(release: str) -> QomTypes:
-    base_name = _model_doc()["qom_base"][release]
+    base_name = model_doc()["qom_base"][release]
     base = _load_import(str(IMPORTED[base_name]))
     qom = _qom_from(base)
     # Machine types newer than the base build get the QOM type of their family's
@@ -173,7 +169,7 @@ def _model_qom(release: str) -> QomTypes:
             qom.add_type(typename, like=f"{newest}-machine")
     # Properties added after the base build, up to this release (model-properties.json).
     order = MODEL_RELEASES.index(release)
-    for prop in _model_doc()["properties"]:
+    for prop in model_doc()["properties"]:
         if base_name == "10.0.2" and MODEL_RELEASES.index(prop["release"]) <= order:
             qom.add_property(prop["type"], PropertyInfo(
                 prop["property"], prop["qapi_type"], prop["default"], True,
@@ -190,7 +186,7 @@ def _model_build(release: str) -> Build:
     machines: list[type[MachineType]] = pc_machines(release, numbers, tables)
     # Machines outside the PC families (microvm, isapc, none, x-remote) are
     # carried from the imported base build, in the places its listing had them.
-    others = _model_doc()["other_machines"][_model_doc()["qom_base"][release]]
+    others = model_doc()["other_machines"][model_doc()["qom_base"][release]]
     before = [row["name"] for row in others if row["before_pc"]]
     after = [row["name"] for row in others if not row["before_pc"]]
     for row in others:
@@ -203,13 +199,13 @@ def _model_build(release: str) -> Build:
             "default_cpu_type": row["default_cpu_type"],
             "own_compat": tuple(tables[t] for t in row["tables"]),
             "__doc__": f"{name} as QEMU {release} defines it "
-                       f"(as in {_model_doc()['qom_base'][release]}).",
+                       f"(as in {model_doc()['qom_base'][release]}).",
         }))
     return Build(
         release, numbers, "model", machines,
         help_order(machines, before, after), lambda: _model_qom(release),
         accel_compat={"kvm": [], "tcg": []},
-        provenance=_model_doc().get("provenance", {}),
+        provenance=model_doc().get("provenance", {}),
     )
 
 

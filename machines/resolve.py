@@ -20,8 +20,6 @@ created (with its own steps 1-5) inside the proxy's instance_init; the
 proxy's own steps then apply through the alias.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 from functools import cache
 from typing import NamedTuple

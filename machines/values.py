@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
 from typing import Final
 
 from machines.errors import PropertyError
@@ -173,6 +172,9 @@ def parse_size(text: str) -> int:
         elif error == "ERANGE":  # underflow: some non-zero fraction
             valf, error = 1, None
         else:
+            # imported here: fractions (and decimal) cost a cold start 1.5 ms
+            from fractions import Fraction
+
             valf = int(Fraction(fraction) * 2**64)
             if valf == 0 and fraction > 0.0:
                 valf = 1

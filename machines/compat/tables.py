@@ -7,8 +7,6 @@ defaults to ``value``".  They live in named arrays (``hw_compat_9_2``,
 options function appends, in order, to its ``compat_props``.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import NamedTuple
 

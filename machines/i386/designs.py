@@ -23,8 +23,6 @@ A build with a design is named ``BUILD+DESIGN`` (``10.2+rfc-v2``,
 ``11.1+gated:11.2``); :func:`overlay` makes it.  Nothing here does I/O.
 """
 
-from __future__ import annotations
-
 from functools import cache
 from typing import Any, NamedTuple
 

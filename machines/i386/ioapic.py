@@ -9,8 +9,6 @@ takes its ``version`` property (default 0x20, 0x11 on machine types up to
 is realized.  It lives at ``/machine/q35/ioapic`` or ``/machine/i440fx/ioapic``.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from machines.errors import PropertyError

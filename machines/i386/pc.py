@@ -17,8 +17,6 @@ adds nothing; every older version X.Y adds ``hw_compat_X_Y`` then
 * the 2.4 and 2.5 types (and their arrays) were deleted from QEMU 10.1.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 

@@ -19,8 +19,6 @@ the resolved configuration, a kernel's capabilities, and, for
 fires adds a step to the decision's trace.
 """
 
-from __future__ import annotations
-
 import enum
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -60,7 +58,7 @@ class SeoibState(enum.Enum):
                 DISABLE: "DISABLE_SUPPRESS_EOI_BROADCAST"}[self.flag]
 
     @classmethod
-    def parse(cls, text: str) -> SeoibState:
+    def parse(cls, text: str) -> "SeoibState":
         key = text.strip().upper().replace("-", "_")
         aliases = {"ENABLED": "RESPECTED", "DISABLED": "NOT_ADVERTISED"}
         return cls[aliases.get(key, key)]
