@@ -8,7 +8,7 @@ the same way).  Both give the same interface.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -29,7 +29,7 @@ class Build:
         name: str,
         version: tuple[int, ...],
         kind: str,
-        machines: Sequence[type[MachineType]],
+        machines: MachineClasses | Sequence[type[MachineType]],
         listing: Sequence[str],
         qom: Callable[[], QomTypes],
         *,
@@ -42,7 +42,9 @@ class Build:
         self.name = name
         self.version = version
         self.kind = kind  # "model" or "imported"
-        self.machines: dict[str, type[MachineType]] = {m.name: m for m in machines}
+        if not isinstance(machines, MachineClasses):
+            machines = MachineClasses.of(machines)
+        self.machines: MachineClasses = machines
         self.listing = tuple(n for n in listing if n in self.machines)
         self._qom = qom
         self.package = package
@@ -107,14 +109,60 @@ class Build:
         return "\n".join(lines) + "\n"
 
 
-def help_order(machines: Iterable[type[MachineType]], others_before: Sequence[str],
+class MachineClasses(Mapping[str, "type[MachineType]"]):
+    """A build's machine classes by name, each made the first time it is looked up.
+
+    A cold ``resolve`` needs one machine type and the newer ones of its family it derives
+    from; making all ~130 classes of a build costs a cold start about 3 ms.  The name and
+    family of each type are known without making it (``families``).
+    """
+
+    def __init__(self) -> None:
+        self._makers: dict[str, Callable[[], type[MachineType]]] = {}
+        self._made: dict[str, type[MachineType]] = {}
+        self.families: dict[str, str | None] = {}
+
+    @classmethod
+    def of(cls, classes: Iterable[type[MachineType]]) -> MachineClasses:
+        made = cls()
+        for machine in classes:
+            made.add_class(machine)
+        return made
+
+    def add(self, name: str, family: str | None,
+            make: Callable[[], type[MachineType]]) -> None:
+        self._makers[name] = make
+        self.families[name] = family
+
+    def add_class(self, machine: type[MachineType]) -> None:
+        self.add(machine.name, machine.family, lambda: machine)
+        self._made[machine.name] = machine
+
+    def __getitem__(self, name: str) -> type[MachineType]:
+        made = self._made.get(name)
+        if made is None:
+            made = self._made[name] = self._makers[name]()
+        return made
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._makers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+
+def help_order(families: Mapping[str, str | None], others_before: Sequence[str],
                others_after: Sequence[str]) -> list[str]:
-    """QEMU's machine_class_cmp: families by name, each newest first by type name."""
+    """QEMU's machine_class_cmp: families by name, each newest first by type name
+    (``families``: each machine type's family, None outside the families)."""
     family_members = sorted(
-        (m for m in machines if m.family),
-        key=lambda m: (m.family or "", _Descending(f"{m.name}-machine".encode())),
+        (name for name, family in families.items() if family),
+        key=lambda name: (families[name] or "", _Descending(f"{name}-machine".encode())),
     )
-    return [*others_before, *(m.name for m in family_members), *others_after]
+    return [*others_before, *family_members, *others_after]
 
 
 class _Descending:
@@ -131,7 +179,7 @@ class _Descending:
 
 
 def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, CompatTable],
-                      families: Mapping[str, str]) -> list[type[MachineType]]:
+                      families: Mapping[str, str]) -> MachineClasses:
     """Machine classes for an imported build: families chained newest to oldest.
 
     The family is the name's prefix (named as QEMU names it where
@@ -144,24 +192,18 @@ def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, 
     for name in data["machines"]:
         parsed = parse_machine_name(name)
         by_prefix.setdefault(parsed.prefix if parsed.versioned else name, []).append(name)
-    classes: list[type[MachineType]] = []
-    for prefix, names in by_prefix.items():
-        names.sort(key=version_key, reverse=True)
-        parent: type[MachineType] = MachineType
-        parent_tables: list[str] = []
-        for name in names:
+    classes = MachineClasses()
+
+    def maker(name: str, prefix: str, parent: str | None, own: list[str],
+              family: str | None) -> Callable[[], type[MachineType]]:
+        def make() -> type[MachineType]:
             info = data["machines"][name]
             row = listing.get(name, {})
-            own = list(info["tables"])
-            base: type[MachineType] = MachineType
-            if parent is not MachineType and own[: len(parent_tables)] == parent_tables:
-                base = parent
-                own = own[len(parent_tables):]
             parsed = parse_machine_name(name)
             attrs = {
                 "name": name,
                 "build": build,
-                "family": families.get(prefix, prefix) if parsed.versioned else None,
+                "family": family,
                 "prefix": prefix,
                 "version": parsed.version,
                 "desc": row.get("desc", ""),
@@ -178,9 +220,24 @@ def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, 
                 "own_compat": tuple(tables[t] for t in own),
                 "__doc__": f"{name} as QEMU {build} defines it (imported).",
             }
-            cls = type(class_name(name), (base,), attrs)
-            classes.append(cls)
-            parent, parent_tables = cls, list(info["tables"])
+            base = classes[parent] if parent is not None else MachineType
+            return type(class_name(name), (base,), attrs)
+        return make
+
+    for prefix, names in by_prefix.items():
+        names.sort(key=version_key, reverse=True)
+        parent: str | None = None
+        parent_tables: list[str] = []
+        for name in names:
+            own = list(data["machines"][name]["tables"])
+            base = None
+            if parent is not None and own[: len(parent_tables)] == parent_tables:
+                base = parent
+                own = own[len(parent_tables):]
+            family = families.get(prefix, prefix) if parse_machine_name(name).versioned \
+                else None
+            classes.add(name, family, maker(name, prefix, base, own, family))
+            parent, parent_tables = name, list(data["machines"][name]["tables"])
     return classes
 
 

@@ -156,13 +156,15 @@ class QomTypes:
         index = self._definers.get(abstract)
         if index is None:
             index = self._definers[abstract] = {}
+            seen: set[str] = set()  # a table seen for an earlier subtype gave it its names
             for sub in self.subtypes(abstract):
                 backend = self.proxy_backend(sub)
-                nodes = self.ancestry(sub) + (self.ancestry(backend) if backend else ())
-                for node in nodes:
-                    own = self._own.get(node)
-                    for name in own if own is not None else self._raw.get(node, ()):
-                        index.setdefault(name, sub)
+                for node in self.ancestry(sub) + (self.ancestry(backend) if backend else ()):
+                    if node not in seen:
+                        seen.add(node)
+                        own = self._own.get(node)
+                        for name in own if own is not None else self._raw.get(node, ()):
+                            index.setdefault(name, sub)
         return index
 
     def add_property(self, typename: str, info: PropertyInfo) -> None:

@@ -17,7 +17,7 @@ from machines.build import Build, help_order, imported_machines
 from machines.compat.tables import CompatTable, GlobalProperty
 from machines.errors import UsageError
 from machines.machine import MachineType
-from machines.naming import version_key
+from machines.naming import parse_machine_name, version_key
 from machines.qom import PropertyInfo, QomTypes
 from machines.schema import check_schema, expect, get, load_json
 
@@ -160,10 +160,11 @@ def _model_qom(release: str) -> QomTypes:
     qom = _qom_from(base)
     # Machine types newer than the base build get the QOM type of their family's
     # newest one there (their machine properties are the same).
-    for machine in _model_build(release).machines.values():
-        typename = f"{machine.name}-machine"
-        if typename not in qom and machine.family:
-            siblings = [m for m in base["machines"] if m.startswith(machine.prefix + "-")
+    for name, family in _model_build(release).machines.families.items():
+        typename = f"{name}-machine"
+        if typename not in qom and family:
+            prefix = parse_machine_name(name).prefix
+            siblings = [m for m in base["machines"] if m.startswith(prefix + "-")
                         and f"{m}-machine" in qom]
             newest = max(siblings, key=version_key)
             qom.add_type(typename, like=f"{newest}-machine")
@@ -183,7 +184,7 @@ def _model_build(release: str) -> Build:
 
     numbers = tuple(int(x) for x in release.split("."))
     tables = _model_tables(release)
-    machines: list[type[MachineType]] = pc_machines(release, numbers, tables)
+    machines = pc_machines(release, numbers, tables)
     # Machines outside the PC families (microvm, isapc, none, x-remote) are
     # carried from the imported base build, in the places its listing had them.
     others = model_doc()["other_machines"][model_doc()["qom_base"][release]]
@@ -191,7 +192,7 @@ def _model_build(release: str) -> Build:
     after = [row["name"] for row in others if not row["before_pc"]]
     for row in others:
         name = row["name"]
-        machines.append(type(name.replace("-", "_").capitalize(), (MachineType,), {
+        machines.add_class(type(name.replace("-", "_").capitalize(), (MachineType,), {
             "name": name, "build": release, "desc": row["desc"], "prefix": name,
             "deprecated": bool(row["deprecated"]),
             # microvm runs a split irqchip unless told otherwise (as the RFC oracle shows)
@@ -203,7 +204,7 @@ def _model_build(release: str) -> Build:
         }))
     return Build(
         release, numbers, "model", machines,
-        help_order(machines, before, after), lambda: _model_qom(release),
+        help_order(machines.families, before, after), lambda: _model_qom(release),
         accel_compat={"kvm": [], "tcg": []},
         provenance=model_doc().get("provenance", {}),
     )

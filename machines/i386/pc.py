@@ -17,13 +17,17 @@ adds nothing; every older version X.Y adds ``hw_compat_X_Y`` then
 * the 2.4 and 2.5 types (and their arrays) were deleted from QEMU 10.1.
 """
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from functools import cache, partial
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from machines import lifecycle
 from machines.compat.tables import CompatTable
 from machines.machine import MachineType
 from machines.naming import MachineVersion
+
+if TYPE_CHECKING:  # machines.build imports this module's users; loaded when classes are made
+    from machines.build import MachineClasses
 
 
 class PcFamily(NamedTuple):
@@ -93,27 +97,32 @@ def _table(tables: Mapping[str, CompatTable], name: str) -> CompatTable:
 
 
 def pc_machines(build: str, release: tuple[int, ...], tables: Mapping[str, CompatTable]
-                ) -> list[type[MachineType]]:
-    """Machine classes of both PC families for one model release."""
-    from machines.build import class_name
+                ) -> "MachineClasses":
+    """Machine classes of both PC families for one model release (each made when first
+    looked up, from the family base down to it)."""
+    from machines.build import MachineClasses, class_name
 
-    classes: list[type[MachineType]] = []
-    for family in FAMILIES:
-        base = type(class_name(f"{family.prefix}-base"), (MachineType,), {
-            "build": build,
-            "family": family.family,
-            "prefix": family.prefix,
-            "desc": family.desc,
-            "default_cpu_type": DEFAULT_CPU_TYPE,
-            "default_kernel_irqchip_split": False,
-            "own_compat": (_table(tables, family.defaults_table),),
-            "__doc__": f"{family.desc}: the family base ({family.family}_machine_options).",
-        })
-        versions = source_versions(release, family)
-        newest = versions[0]
-        parent: type[MachineType] = base
-        for version in versions:
-            name = f"{family.prefix}-{'.'.join(map(str, version))}"
+    classes = MachineClasses()
+
+    def family_base(family: PcFamily) -> Callable[[], type[MachineType]]:
+        @cache
+        def make() -> type[MachineType]:
+            return type(class_name(f"{family.prefix}-base"), (MachineType,), {
+                "build": build,
+                "family": family.family,
+                "prefix": family.prefix,
+                "desc": family.desc,
+                "default_cpu_type": DEFAULT_CPU_TYPE,
+                "default_kernel_irqchip_split": False,
+                "own_compat": (_table(tables, family.defaults_table),),
+                "__doc__": f"{family.desc}: the family base ({family.family}_machine_options).",
+            })
+        return make
+
+    def version_class(family: PcFamily, version: tuple[int, ...], newest: tuple[int, ...],
+                      name: str, parent: Callable[[], type[MachineType]]
+                      ) -> Callable[[], type[MachineType]]:
+        def make() -> type[MachineType]:
             own = tuple(_table(tables, t) for t in _tables_for(version, family, newest, tables))
             attrs: dict[str, Any] = {
                 "name": name,
@@ -127,7 +136,15 @@ def pc_machines(build: str, release: tuple[int, ...], tables: Mapping[str, Compa
                 "__doc__": f"{name} as QEMU {build} defines it.",
                 **_settings(version, family),
             }
-            cls = type(class_name(name), (parent,), attrs)
-            classes.append(cls)
-            parent = cls
+            return type(class_name(name), (parent(),), attrs)
+        return make
+
+    for family in FAMILIES:
+        versions = source_versions(release, family)
+        newest = versions[0]
+        parent = family_base(family)
+        for version in versions:
+            name = f"{family.prefix}-{'.'.join(map(str, version))}"
+            classes.add(name, family.family, version_class(family, version, newest, name, parent))
+            parent = partial(classes.__getitem__, name)
     return classes
