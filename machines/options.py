@@ -17,7 +17,6 @@ Error messages are QEMU's own, with the option as typed in front, so what
 this tool says about a bad option is what QEMU would have said.
 """
 
-import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -359,6 +358,8 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
 
 def _parse_device(token: str, arg: str) -> DeviceOption:
     if arg.startswith("{"):
+        import json  # here: JSON -device options are rare, and a cold start skips json
+
         try:
             spec = json.loads(arg)
         except json.JSONDecodeError as err:

@@ -139,10 +139,12 @@ def build_from_import(doc: dict[str, Any], name: str) -> Build:
 @cache
 def model_doc() -> dict[str, Any]:
     """The generated model data (compat arrays per release, options), decoded once."""
+    from machines.compat.packed import load_packed
+
     path = os.path.join(DATA, "model.json")
-    doc = load_json(path, "model data")
+    doc: dict[str, Any] = load_packed(path) or load_json(path, "model data")
     check_schema(doc, *MODEL_SCHEMA, where=str(path))
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
 def _model_tables(release: str) -> dict[str, CompatTable]:

@@ -7,7 +7,6 @@ in later versions, never renamed or removed within one.
 from __future__ import annotations
 
 import io
-import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,8 @@ if TYPE_CHECKING:  # keep 'machines list' from importing the resolver
 
 
 def print_json(doc: Any) -> None:
+    import json  # here: text output, the usual case, does not need it
+
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 

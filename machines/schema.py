@@ -9,7 +9,6 @@ the field's path (``machines.pc-q35-9.2.tables[3]``).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, TypeVar
@@ -35,6 +34,8 @@ def load_json(path: str | os.PathLike[str], what: str) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{what} {path}: cannot read: {getattr(err, 'strerror', None) or err}") \
             from None
+    import json  # here: the shipped data is packed, so a cold start may never need it
+
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

@@ -3,23 +3,27 @@
 A ``machines import`` file is about 540 kB, 90 % of it the QOM property tables
 and the values each type's objects showed (``qom.properties``,
 ``qom.instances``), of which a ``resolve`` reads a handful of types.  The
-packed form (``data/qemu-NAME.packed``) is the rest of the document as one
-line of JSON, whose packed members index a blob of per-type JSON texts that
-follows it: loading decodes the line only, and a type's table is decoded the
-first time it is asked for (:class:`PackedMap`).  ``unpack(packed) == original`` is checked by
-the test suite for every shipped build, and ``python -m machines.compat.regen``
-writes the packed files along with ``model.json``.
+packed form (``data/qemu-NAME.packed``, and ``data/model.packed`` for the model's
+data) is a first line naming the format and the header's length, the rest of the
+document in :mod:`marshal` form (version 2: every Python 3 reads it, and unlike
+later versions its bytes do not depend on the writing process), then a blob of
+per-type values, also marshalled, that the header indexes: a type's table is
+decoded the first time it is asked for (:class:`PackedMap`).  Nothing here needs
+:mod:`json` to read, so a cold ``resolve`` does not import it.  A packed file that
+does not load (or whose JSON has changed since) is not used: the JSON is read
+instead.  ``unpack(packed) == original`` is checked by the test suite for every
+shipped file, and ``python -m machines.compat.regen`` writes the packed files along
+with ``model.json``.
 """
 
-from __future__ import annotations
-
-import json
+import marshal
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-PACKED = ("properties", "instances")  # the qom members stored as per-type JSON texts
-SCHEMA = "machines/packed-build/v1"
+PACKED = ("properties", "instances")  # the qom members stored per type
+SCHEMA = "machines/packed-build/v2"
+MARSHAL_VERSION = 2
 
 
 def packed_path(path: str) -> str:
@@ -28,45 +32,50 @@ def packed_path(path: str) -> str:
 
 
 def pack(doc: dict[str, Any], source_size: int) -> bytes:
-    """The packed form of a ``machines import`` document.
+    """The packed form of a JSON document (an import file or the model data).
 
-    One line of JSON (the document, with each packed qom member an index
-    ``{type: [offset, length]}``), a newline, then the per-type JSON texts
-    back to back, at those offsets.  ``source_size`` is the JSON file's size: a packed
-    file whose JSON has since changed size is stale and not used.
+    ``SCHEMA LENGTH``, a newline, the document as LENGTH bytes of marshal (each packed
+    qom member, where there is one, replaced by an index: the type names and the offset
+    of each one's value, plus the end), then the per-type values back to back.
+    ``source_size`` is the JSON file's size: a packed file whose JSON has since changed
+    size is stale.
     """
-    qom = dict(doc["qom"])
     blob = bytearray()
-    for key in PACKED:
-        index = {}
-        for name, value in qom.get(key, {}).items():
-            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-            index[name] = [len(blob), len(text)]
-            blob += text
-        qom[key] = index
-    header = json.dumps({**doc, "packed": SCHEMA, "packed_from_size": source_size, "qom": qom},
-                        separators=(",", ":"),
-                        ensure_ascii=False).encode()
-    return header + b"\n" + bytes(blob)
+    body = dict(doc)
+    if isinstance(doc.get("qom"), dict):
+        qom = dict(doc["qom"])
+        for key in PACKED:
+            members = qom.get(key, {})
+            offsets = []
+            for value in members.values():
+                offsets.append(len(blob))
+                blob += marshal.dumps(value, MARSHAL_VERSION)
+            qom[key] = (tuple(members), (*offsets, len(blob)))
+        body["qom"] = qom
+    header = marshal.dumps({"doc": body, "packed_from_size": source_size}, MARSHAL_VERSION)
+    return f"{SCHEMA} {len(header)}\n".encode() + header + bytes(blob)
 
 
 class PackedMap(Mapping[str, Any]):
-    """A read-only mapping whose values are JSON texts in a blob, each decoded once, when
+    """A read-only mapping whose values are marshalled in a blob, each decoded once, when
     asked for."""
 
-    __slots__ = ("_blob", "_index", "_values")
+    __slots__ = ("_blob", "_index", "_offsets", "_values")
 
-    def __init__(self, blob: memoryview, index: dict[str, list[int]]) -> None:
+    def __init__(self, blob: memoryview, names: tuple[str, ...], offsets: tuple[int, ...]
+                 ) -> None:
         self._blob = blob
-        self._index = index
+        self._index = {name: i for i, name in enumerate(names)}
+        self._offsets = offsets
         self._values: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
         try:
             return self._values[key]
         except KeyError:
-            offset, length = self._index[key]
-            value = self._values[key] = json.loads(bytes(self._blob[offset:offset + length]))
+            i = self._index[key]
+            value = self._values[key] = marshal.loads(
+                self._blob[self._offsets[i]:self._offsets[i + 1]])
             return value
 
     def __contains__(self, key: object) -> bool:
@@ -80,31 +89,38 @@ class PackedMap(Mapping[str, Any]):
 
 
 def load_packed(path: str) -> dict[str, Any] | None:
-    """The packed document next to ``path`` with lazy qom tables, or None when there is none."""
+    """The packed document next to the JSON file ``path`` (qom tables decoded lazily), or
+    None when there is none, it is stale, or it does not load."""
     try:
         with open(packed_path(path), "rb") as f:
             data = f.read()
-    except FileNotFoundError:
-        return None
-    end = data.find(b"\n")
-    doc: dict[str, Any] = json.loads(data[:end])
-    if doc.pop("packed", None) != SCHEMA:
-        return None
-    size = doc.pop("packed_from_size", None)
-    try:
-        if size != os.path.getsize(path):
-            return None  # the JSON changed since the regen step: read the JSON itself
+        source_size = os.path.getsize(path)
     except OSError:
         return None
-    blob = memoryview(data)[end + 1:]
-    qom = doc["qom"]
-    for key in PACKED:
-        qom[key] = PackedMap(blob, qom.get(key, {}))
+    first = data.find(b"\n")
+    schema, _, length = data[:first].decode("ascii", "replace").partition(" ")
+    if schema != SCHEMA or not length.isdigit():
+        return None
+    start, end = first + 1, first + 1 + int(length)
+    try:
+        header = marshal.loads(memoryview(data)[start:end])
+    except (ValueError, EOFError, TypeError):
+        return None  # damaged, or a Python whose marshal cannot read it: use the JSON
+    if not isinstance(header, dict) or header.get("packed_from_size") != source_size:
+        return None
+    doc: dict[str, Any] = header["doc"]
+    qom = doc.get("qom")
+    if isinstance(qom, dict):
+        blob = memoryview(data)[end:]
+        for key in PACKED:
+            qom[key] = PackedMap(blob, *qom.get(key, ((), (0,))))
     return doc
 
 
 def unpack(doc: dict[str, Any]) -> dict[str, Any]:
     """A loaded packed document as the plain document it was made from (for the tests)."""
+    if not isinstance(doc.get("qom"), dict):
+        return doc
     qom = dict(doc["qom"])
     for key in PACKED:
         qom[key] = {name: qom[key][name] for name in qom[key]}
@@ -112,7 +128,9 @@ def unpack(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_packed(path: str) -> str:
-    """Write the packed form of the import file ``path``; return where."""
+    """Write the packed form of the JSON file ``path``; return where."""
+    import json
+
     from machines.fileio import atomic_stream
 
     with open(path, encoding="utf-8") as f:
@@ -123,9 +141,15 @@ def write_packed(path: str) -> str:
     return out
 
 
-def regenerate_all(data: str | None = None) -> list[str]:
-    """Pack every shipped import file (``python -m machines.compat.regen`` calls this)."""
+def shipped_json(data: str | None = None) -> list[str]:
+    """The shipped JSON files that have a packed form: the imports and the model data."""
     from machines.registry import DATA, IMPORTED
 
     data = data or DATA
-    return [write_packed(os.path.join(data, os.path.basename(p))) for p in IMPORTED.values()]
+    return [*(os.path.join(data, os.path.basename(p)) for p in IMPORTED.values()),
+            os.path.join(data, "model.json")]
+
+
+def regenerate_all(data: str | None = None) -> list[str]:
+    """Pack every shipped JSON file (``python -m machines.compat.regen`` calls this)."""
+    return [write_packed(path) for path in shipped_json(data)]
