@@ -10,7 +10,6 @@ named ``.FILE.*.tmp`` remains after SIGKILL, never a truncated ``FILE``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -57,4 +56,6 @@ def atomic_write(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+    import json  # here: reading a command's shipped data never needs it
+
     atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")

@@ -46,8 +46,9 @@ def _modules_after(argv: list[str]) -> set[str]:
     return set(out[1:])
 
 
-# The shipped data is packed (marshal): a text resolve decodes no JSON at all.
-ALSO_NOT = {"resolve": {"json"}, "preflight": set()}
+# The shipped data (builds, model, kernel profiles) is packed (marshal): a text answer
+# decodes no JSON at all.
+ALSO_NOT = {"resolve": {"json"}, "preflight": {"json"}}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

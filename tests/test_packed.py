@@ -21,8 +21,17 @@ SHIPPED = {os.path.basename(p): p for p in shipped_json()}
 
 
 def test_every_shipped_json_file_is_packed() -> None:
-    data = os.path.dirname(IMPORTED["10.0.2"])
-    assert set(SHIPPED) == {f for f in os.listdir(data) if f.endswith(".json")}
+    from kvmglue.profile import SHIPPED_DIR
+
+    dirs = (os.path.dirname(IMPORTED["10.0.2"]), SHIPPED_DIR)
+    assert set(SHIPPED) == {f for d in dirs for f in os.listdir(d) if f.endswith(".json")}
+
+
+def test_shipped_kernel_profiles_load_packed() -> None:
+    from kvmglue.profile import SHIPPED_DIR, load, shipped, shipped_names
+
+    for name in shipped_names():
+        assert shipped(name) == load(os.path.join(SHIPPED_DIR, f"{name}.json"))
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

@@ -142,12 +142,15 @@ def write_packed(path: str) -> str:
 
 
 def shipped_json(data: str | None = None) -> list[str]:
-    """The shipped JSON files that have a packed form: the imports and the model data."""
+    """The shipped JSON files that have a packed form: the imports, the model data and
+    the kernel profiles."""
+    from kvmglue.profile import SHIPPED_DIR, shipped_names
     from machines.registry import DATA, IMPORTED
 
     data = data or DATA
     return [*(os.path.join(data, os.path.basename(p)) for p in IMPORTED.values()),
-            os.path.join(data, "model.json")]
+            os.path.join(data, "model.json"),
+            *(os.path.join(SHIPPED_DIR, f"{name}.json") for name in shipped_names())]
 
 
 def regenerate_all(data: str | None = None) -> list[str]:
