@@ -14,7 +14,8 @@ turn (paired, so load on this shared machine hits all alike):
   ``qom-get`` through the ``qemu.qmp`` client of an already running Python, then ``quit``;
 * QEMU asked the cheapest way there is: ``-qmp stdio`` with the three commands piped in, no
   client library at all (a lower bound for any QEMU-based answer);
-* ``python -c pass``: the interpreter alone.
+* ``python -c pass``: the interpreter alone, and ``python -c 'import re, typing,
+  collections'``: the floor under any typed Python command-line tool.
 
 Printed: the median and minimum wall time of each, the CPU time (user+system of the child,
 from wait4; QEMU's threads included) and the ratios.  No assertions: the numbers go to
@@ -82,6 +83,10 @@ def main() -> None:
     m = args.machines
     runs: dict[str, Callable[[], tuple[float, float]]] = {
         "python -c pass": lambda: _child([sys.executable, "-c", "pass"]),
+        # what any typed Python tool pays before its own code: re (the console script's
+        # first line), typing (NamedTuple) and collections
+        "python -c 'import re, typing, collections'":
+            lambda: _child([sys.executable, "-c", "import re, typing, collections"]),
         "machines resolve -M pc-q35-10.0 --device ioapic":
             lambda: _child([m, "resolve", "-M", "pc-q35-10.0", "--device", "ioapic"]),
         "machines preflight --release 10.0.2 --dest linux-7.0/10.0.2 -M pc-q35-10.0":
@@ -113,9 +118,14 @@ def main() -> None:
         print(f"{med[name]:6.1f}ms {min(walls):5.1f}ms {cpu}ms  {name}")
     names = list(runs)
     qemus = [n for n in names if n.startswith("QEMU")]
-    for ours in [n for n in names if n.startswith(("machines", "before"))]:
+    cpu_med = {n: statistics.median(c for _, c in v) for n, v in results.items()
+               if all(c == c for _, c in v)}
+    for ours in [n for n in names if n.startswith(("machines", "before", "python"))]:
         for qemu in qemus:
-            print(f"{med[qemu] / med[ours]:5.2f}x  {ours.split(' -')[0]} vs {qemu}")
+            line = f"{med[qemu] / med[ours]:5.2f}x wall"
+            if qemu in cpu_med and ours in cpu_med:
+                line += f", {cpu_med[qemu] / cpu_med[ours]:4.2f}x CPU"
+            print(f"{line}  {ours[:44]} vs {qemu}")
 
 
 if __name__ == "__main__":
