@@ -1,4 +1,4 @@
-"""Shell completion, --version and --help examples (issue 18), in a real bash."""
+"""Shell completion, --version and --help examples (issue 18), in a real bash and zsh."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import pytest
+from conftest import missing
 
 from machines.cli import _SUBCOMMANDS, main
 from machines.registry import IMPORTED, MODEL_RELEASES
@@ -77,13 +78,45 @@ def test_files_where_a_path_goes() -> None:
     assert _complete("machines", "preflight", "--libvirt", "") == []  # bash: -o default
 
 
-def test_zsh_script_parses() -> None:
+def _zsh(script: str) -> str:
     zsh = shutil.which("zsh")
     if zsh is None:
-        pytest.skip("zsh not installed")
+        missing("zsh not installed", "MACHINES_REQUIRE_ZSH")
+    if not os.access(os.path.join(BIN, "machines"), os.X_OK):
+        pytest.skip("needs the installed machines script next to this Python")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run([zsh, "-f", "-c", script], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _zsh_complete(*words: str) -> list[str]:
+    """A scripted zsh completion: words/CURRENT set as zle would, _machines called, and
+    what it hands compadd (or _files) printed, one per line."""
+    quoted = " ".join(f"'{w}'" for w in words)
+    out = _zsh(f"""source <(machines completion zsh)
+compadd() {{ print -rl -- "${{@[3,-1]}}" }}  # compadd -Q -- CANDIDATES...
+_files() {{ print -r -- '<files>' }}
+words=({quoted}); CURRENT={len(words)}
+_machines
+""")
+    return [line for line in out.splitlines() if line]
+
+
+def test_zsh_script_parses() -> None:
     script = subprocess.run([sys.executable, "-m", "machines.cli", "completion", "zsh"],
                             capture_output=True, text=True, check=True).stdout
-    subprocess.run([zsh, "-n", "-c", script], check=True, timeout=60)
+    _zsh(f"emulate zsh; {script}")
+
+
+def test_zsh_completes_as_bash_does() -> None:
+    for words in (("machines", "pr"), ("machines", "preflight", "--d"),
+                  ("machines", "resolve", "--release", "7.2", "-M", "pc-q35-7"),
+                  ("machines", "resolve", "--kernel", ""), ("machines", "list", "--release", "")):
+        assert _zsh_complete(*words) == _complete(*words), words
+    assert _zsh_complete("machines", "pr") == ["preflight", "probe"]
+    assert _zsh_complete("machines", "preflight", "--libvirt", "") == ["<files>"]
 
 
 def test_version_names_the_builds(capsys: Any) -> None:
