@@ -154,7 +154,6 @@ def _resolve(args: Any, qemu_args: list[str]) -> tuple[Any, dict[str, Any], Any,
     """(resolver, devices, IOAPIC, SEOIB decisions): what 'resolve' says, unprinted
     (also :func:`machines.api.resolve`)."""
     from machines.config import configure
-    from machines.dialect import unsupported_machine
     from machines.errors import PowerOnRefused, UnknownMachineError
     from machines.i386.ioapic import ioapic
     from machines.options import parse_args, split_command_line
@@ -174,6 +173,8 @@ def _resolve(args: Any, qemu_args: list[str]) -> tuple[Any, dict[str, Any], Any,
         pic = ioapic(resolver) if config.machine.family in ("pc_q35", "pc_piix") else None
     except UnknownMachineError as err:
         # QEMU's own line for this build, then what the model knows of the name.
+        from machines.dialect import unsupported_machine
+
         line = unsupported_machine(build.version, err.name, opts.machine_type_text)
         raise PowerOnRefused(f"{line} ({err})") from None
     except UsageError as err:

@@ -18,7 +18,6 @@ this tool says about a bad option is what QEMU would have said.
 """
 
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import NamedTuple
@@ -384,6 +383,8 @@ def split_command_line(text: str) -> tuple[str | None, list[str]]:
     program (a log line's preamble, ``VAR=value`` environment assignments) is
     dropped.  Without a recognisable program, the words are all arguments.
     """
+    import shlex  # here: only --cmdline needs it
+
     text = text.replace("\\\n", " ")
     try:
         words = shlex.split(text, comments=False, posix=True)
