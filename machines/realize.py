@@ -34,6 +34,8 @@ FORCED_BY_VIRTIO_1 = {"disable-modern": False, "disable-legacy": "on"}
 _BLOCK = "blkconf: from the backend at realize"
 DECIDED_AT_REALIZE: dict[tuple[str, str], str] = {
     ("pci-device", "addr"): "-1: the first free slot of the bus is taken at realize",
+    # read only: addr as SLOT.FN, so it follows addr= and the slot realize takes
+    ("pci-device", "legacy-addr"): "addr as SLOT.FN: the slot given or taken at realize",
     ("virtio-pci", "disable-legacy"): "auto: on behind a PCIe port, else off "
                                       "(virtio_pci_realize)",
     **{(base, prop): f"{_BLOCK} ({what})"

@@ -105,31 +105,65 @@ def _parse(qapi_type: str, text: str, name: str) -> Value:
 DEVICE_OPTIONS = ("driver", "bus", "id")
 
 
+_C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def _scan_hex(text: str, pos: int) -> tuple[int, int] | None:
+    """glibc ``sscanf``'s ``%x`` at ``pos``: (the ``unsigned int`` it stores, end), or None.
+
+    It skips white space, takes a sign and a ``0x``: a bare ``0x`` is 0 and both characters
+    are consumed (scanf cannot put them back, unlike strtoul), then converts as strtoul does
+    (a minus negates modulo 2^64, overflow is ULONG_MAX) and keeps the low 32 bits.
+    """
+    while text[pos:pos + 1] and text[pos] in _C_SPACE:
+        pos += 1
+    negative = text[pos:pos + 1] == "-"
+    if text[pos:pos + 1] in ("+", "-"):
+        pos += 1
+    digits = ""
+    if text[pos:pos + 1] == "0":
+        digits, pos = "0", pos + 1
+        if text[pos:pos + 1] in ("x", "X"):
+            pos += 1
+    while text[pos:pos + 1] and text[pos] in _HEX_DIGITS:
+        digits, pos = digits + text[pos], pos + 1
+    if not digits:
+        return None
+    number = int(digits, 16)
+    if number > 2**64 - 1:
+        number = 2**64 - 1
+    elif negative:
+        number = -number % 2**64
+    return number & 0xFFFFFFFF, pos
+
+
 def _pci_devfn(text: str, typename: str) -> int:
-    """QEMU's PCI ``addr`` property: ``SLOT[.FN]`` in hex (``0x`` allowed) -> slot << 3 | fn."""
-    slot, dot, func = text.partition(".")
+    """QEMU's PCI ``addr`` property (set_pci_devfn): ``SLOT[.FN]`` in hex -> slot << 3 | fn.
 
-    def hex_number(part: str, limit: int) -> int | None:
-        digits = part[2:] if part[:2].lower() == "0x" else part
-        if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
-            return None
-        number = int(digits, 16)
-        return number if number <= limit else None
-
-    s = hex_number(slot, 31)
-    f = hex_number(func, 7) if dot else 0
-    if s is None or f is None:
+    QEMU reads it with ``sscanf(str, "%x.%x%n")``, else ``"%x%n"``, and refuses anything
+    left over, a slot above 0x1f or a function above 7.  So ``+5``, `` 5``, ``5. 1`` and a
+    bare ``0x`` are accepted, as the real binaries do.
+    """
+    slot = _scan_hex(text, 0)
+    func = None
+    if slot is not None and text[slot[1]:slot[1] + 1] == ".":
+        func = _scan_hex(text, slot[1] + 1)
+    fn, end = func if func is not None else (0, slot[1] if slot is not None else 0)
+    if slot is None or end != len(text) or fn & ~0x7 or slot[0] & ~0x1F:
         raise PropertyError(f"Property '{typename}.addr' doesn't take value '{text}'")
-    return s << 3 | f
+    return slot[0] << 3 | fn
 
 
-def _device_value(info: PropertyInfo, text: str, typename: str, prop: str) -> Value:
-    if prop == "addr" and info.type == "str":
-        return _pci_devfn(text, typename)
+def _device_value(info: PropertyInfo, text: str, typename: str, prop: str, option: str
+                  ) -> Value:
+    """``prop=text`` of the ``-device`` option ``option``; QEMU's error names the option."""
     try:
+        if prop == "addr" and info.type == "str":
+            return _pci_devfn(text, typename)
         return _parse(info.type, text, prop)
     except PropertyError as err:
-        raise PropertyError(f"-device {typename},{prop}={text}: {err}") from None
+        raise PropertyError(f"{option}: {err}") from None
 
 
 class Resolver:
@@ -241,9 +275,9 @@ class Resolver:
         if device is not None:
             # qdev_device_add sets the -device's own options after the globals.
             for name, text in device.props:
-                if name.replace("_", "-") == prop.replace("_", "-"):
+                if name == prop:  # as given: QEMU does not turn '_' into '-' here
                     history.append(source)
-                    value = _device_value(info, text, typename, prop)
+                    value = _device_value(info, text, typename, prop, device.text)
                     source = Source("device", device.text, driver=typename, text=text)
         forced = forced_at_realize(self.qom, typename, prop)
         if forced is not None:
@@ -268,8 +302,7 @@ class Resolver:
         props = self.qom.properties(typename)
         if device is not None:
             for name, _ in device.props:
-                if name not in DEVICE_OPTIONS and name not in props and \
-                        name.replace("_", "-") not in props:
+                if name not in DEVICE_OPTIONS and name not in props:
                     raise PropertyError(f"{device.text}: Property '{typename}.{name}' not found")
         return {name: self.resolve(typename, name, device) for name in sorted(props)
                 if not props[name].type.startswith(("link<", "child<"))}

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
+import ctypes
+import ctypes.util
+import json
+from pathlib import Path
+from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from machines.build import Build
+from machines.cli import main
 from machines.config import configure
 from machines.errors import PropertyError, UsageError
 from machines.i386.ioapic import ioapic
 from machines.options import parse_args
 from machines.registry import get_build
-from machines.resolve import Resolver
+from machines.resolve import DEVICE_OPTIONS, Resolver, Source, _pci_devfn
 
 
 def resolver(*args: str, release: str = "10.2") -> Resolver:
@@ -131,3 +141,176 @@ def test_compat_effective_is_the_fold_of_the_list() -> None:
     assert folded[("ioapic", "version")].value == 0x11
     machine = get_build("10.0").machines["pc-q35-2.7"]
     assert len(folded) == len({(cp.driver, cp.property) for cp in machine.compat_props()})
+
+
+# -- against what QEMU 10.0.2 said (tests/fixtures/qemu-10.0.2-resolve.json, which
+# tests/test_resolve_oracle.py reads again from the real binary) ----------------------------
+
+QEMU_SAID = json.loads((Path(__file__).parent / "fixtures" / "qemu-10.0.2-resolve.json")
+                       .read_text())
+# What qom-list shows for every object, which are no qdev properties: the resolver leaves them out.
+QOM_BOOKKEEPING = {"type", "realized", "hotpluggable", "hotplugged"}
+
+
+@pytest.mark.parametrize("case", QEMU_SAID["devices"], ids=lambda c: c["type"])
+def test_every_property_of_a_device_is_what_qom_get_read(case: dict[str, Any]) -> None:
+    config = configure(get_build("10.0.2"), parse_args([*case["args"], "-accel", "tcg"]))
+    given = [d for d in config.options.devices if d.driver == case["type"]]
+    ours = Resolver(config).device(case["type"], given[0] if given else None)
+    real = case["properties"]
+    # Every property QEMU lists but links, children and QOM's own bookkeeping, no other.
+    assert set(ours) == {n for n, p in real.items() if not p["type"].startswith(
+        ("link<", "child<"))} - QOM_BOOKKEEPING
+    compared = 0
+    for name, r in ours.items():
+        if r.decided_at_realize:  # the type default is no answer: QEMU decides at realize
+            continue
+        assert r.value == real[name]["value"], (name, r.source.describe())
+        compared += 1
+    assert compared >= len(ours) // 2
+    for name, text in (given[0].props if given else ()):
+        if name not in DEVICE_OPTIONS and name != "addr":
+            assert ours[name].source == Source("device", given[0].text, driver=case["type"],
+                                               text=text)
+
+
+@pytest.mark.parametrize(("text", "devfn"), QEMU_SAID["addr"], ids=repr)
+def test_pci_addr_as_qemu_reads_it(text: str, devfn: int | None) -> None:
+    device = parse_args(["-device", f"e1000,id=e0,addr={text}"]).devices[0]
+    resolver = Resolver(configure(get_build("10.0.2"), parse_args(["-accel", "tcg"])))
+    if devfn is None:
+        with pytest.raises(PropertyError) as err:
+            resolver.device("e1000", device)
+        assert str(err.value) == \
+            f"-device e1000,id=e0,addr={text}: Property 'e1000.addr' doesn't take value '{text}'"
+    else:
+        r = resolver.device("e1000", device)["addr"]
+        assert (r.value, r.source.kind, r.decided_at_realize) == (devfn, "device", False)
+
+
+def _set_pci_devfn(text: str) -> int | None:
+    """QEMU's set_pci_devfn (hw/core/qdev-properties-system.c) with glibc's own sscanf."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    raw = text.encode()
+    slot, fn, end = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_int(-1)
+    if libc.sscanf(raw, b"%x.%x%n", ctypes.byref(slot), ctypes.byref(fn),
+                   ctypes.byref(end)) != 2:
+        fn = ctypes.c_uint(0)
+        if libc.sscanf(raw, b"%x%n", ctypes.byref(slot), ctypes.byref(end)) != 1:
+            return None
+    if end.value != len(raw) or fn.value & ~0x7 or slot.value & ~0x1F:
+        return None
+    return slot.value << 3 | fn.value
+
+
+@given(st.text(alphabet=" \t+-0xX.15fFg", max_size=9)
+       | st.from_regex(r"\A[ +-]?(0[xX])?[0-9a-f]{1,20}(\.[ +-]?(0[xX])?[0-9a-f]{0,3})?\Z"))
+def test_pci_addr_is_read_as_glibc_sscanf_reads_it(text: str) -> None:
+    assert _set_pci_devfn(text) == _devfn_or_none(text)
+
+
+def _devfn_or_none(text: str) -> int | None:
+    """What the resolver makes of ``addr=text``: the devfn, or None when it refuses it."""
+    try:
+        return _pci_devfn(text, "e1000")
+    except PropertyError:
+        return None
+
+
+@pytest.mark.parametrize("case", QEMU_SAID["refused"], ids=lambda c: " ".join(c["args"]))
+def test_refused_in_qemus_own_words(case: dict[str, Any], capsys: Any) -> None:
+    args = case["args"]
+    extra = [] if any(a.startswith("-accel") or "accel=" in a for a in args) else \
+        ["-accel", "tcg"]
+    device = ["--device", case["device"]] if case["device"] else []
+    assert main(["resolve", "--release", "10.0.2", *args, *extra, *device]) == 1
+    assert capsys.readouterr().err == f"machines: {case['qemu_says']}\n"
+
+
+def test_compat_effective_is_qemus_list_folded_later_entries_winning() -> None:
+    """The fold against QEMU's own compat list (query-machines), entry by entry: each
+    driver.property's value, type and source are those of QEMU's last entry for it, and the
+    devices QEMU creates read back (qom-get) what the fold says."""
+    fold = QEMU_SAID["fold"]
+    build = get_build("10.0.2")
+    resolver = Resolver(configure(build, parse_args([*fold["args"], "-accel", "tcg"])))
+    ours = resolver.compat_effective()
+    theirs: dict[tuple[str, str], list[int]] = {}
+    for index, (driver, prop, _) in enumerate(fold["compat_props"]):
+        theirs.setdefault((driver, prop), []).append(index)
+    assert set(ours) == set(theirs)
+    assert any(len(at) > 1 for at in theirs.values())  # later entries to win
+    listed = build.machines[fold["machine"]].compat_props()
+    assert [(cp.driver, cp.property, cp.value) for cp in listed] == \
+        [tuple(entry) for entry in fold["compat_props"]]
+    for (driver, prop), at in theirs.items():
+        r = ours[(driver, prop)]
+        last, earlier = listed[at[-1]], [listed[i] for i in at[:-1]]
+        assert (r.typename, r.prop) == (driver, prop)
+        assert r.source == Source("compat", f"{last.table}[{last.entry}] {last.prop}", last.table,
+                                  last.entry, driver, fold["compat_props"][at[-1]][2])
+        assert [(s.kind, s.table, s.entry) for s in r.overridden] == \
+            [("compat", cp.table, cp.entry) for cp in earlier]
+        types = fold["types"][driver]
+        if types is None:  # QEMU has no such class: its text, as a string
+            assert (r.type, r.value) == ("str", fold["compat_props"][at[-1]][2])
+        elif prop in types:
+            assert r.type == types[prop], (driver, prop)
+    for driver, prop, value in fold["read"]:
+        assert ours[(driver, prop)].value == value, (driver, prop)
+        assert resolver.resolve(driver, prop).value == value
+
+
+def test_json_of_resolved_values() -> None:
+    """What `resolve --json` prints per property (docs/api.md): the value, the step that set
+    it and, for compat entries, QEMU's array, index, driver and text (hw_compat_2_7[2] is
+    ioapic.version=0x11 in QEMU's own list); empty and absent fields are left out."""
+    q35_27 = resolver("-M", "pc-q35-2.7", release="10.0.2")
+    assert q35_27.resolve("ioapic", "version").to_json() == {
+        "value": 0x11, "source": "compat", "detail": "hw_compat_2_7[2] ioapic.version=0x11",
+        "table": "hw_compat_2_7", "entry": 2, "driver": "ioapic", "text": "0x11"}
+    q35 = resolver("-M", "pc-q35-10.0", "-global", "e1000.romsize=0", release="10.0.2")
+    assert q35.resolve("virtio-iommu-pci", "aw-bits").to_json() == {
+        "value": 39, "source": "compat",
+        "detail": "pc_q35_compat_defaults[0] virtio-iommu-pci.aw-bits=39",
+        "table": "pc_q35_compat_defaults", "entry": 0, "driver": "virtio-iommu-pci",
+        "text": "39"}
+    assert q35.resolve("e1000", "romsize").to_json() == {
+        "value": 0, "source": "global", "detail": "-global e1000.romsize=0", "driver": "e1000",
+        "text": "0"}
+    addr = q35.device("e1000")["addr"]
+    assert addr.to_json() == {
+        "value": -1, "source": "default", "detail": "type default", "decided_at_realize": True,
+        "realized_on_plain_machine": addr.realized,
+        "realize_rule": "-1: the first free slot of the bus is taken at realize"}
+    assert isinstance(addr.realized, int) and addr.realized >= 0
+    assert q35.resolve("virtio-tablet-pci", "disable-modern").to_json() == {
+        "value": False, "source": "realize",
+        "detail": "virtio_pci_force_virtio_1(): modern-only virtio device"}
+    assert Source("unset").to_json() == {"source": "unset"}
+    assert Source("unset").describe() == "unset"
+    assert Source("unset", "no default").describe() == "unset: no default"
+
+
+def _reaching_accel(base: Build) -> Build:
+    """``base`` as a QEMU whose -global reached the accelerator object (Build's knob)."""
+    return Build(f"{base.name}-globals-reach-accel", base.version, base.kind,
+                 list(base.machines.values()), base.listing, lambda: base.qom,
+                 globals_reach_accel=True, accel_compat=base.accel_compat)
+
+
+def test_global_reaches_the_accelerator_only_where_the_build_says() -> None:
+    # Real QEMU (5.2 to 11.1) applies -global to devices only: "global kvm-accel.kernel-irqchip
+    # has invalid class name" is all QEMU 10.0.2 says, and the machine's default stays.
+    args = parse_args(["-M", "q35", "-global", "kvm-accel.kernel-irqchip=split",
+                       "-global", "ioapic.version=0x11", "-accel", "kvm"])
+    real = configure(get_build("10.0.2"), args)
+    assert "global kvm-accel.kernel-irqchip has invalid class name" in real.warnings
+    irqchip = Resolver(real).kernel_irqchip()
+    assert irqchip is not None and (irqchip.value, irqchip.source.kind) == ("on",
+                                                                          "machine-default")
+    knob = Resolver(configure(_reaching_accel(get_build("10.0.2")), args))
+    irqchip = knob.kernel_irqchip()
+    assert irqchip is not None and (irqchip.value, irqchip.source.kind) == ("split", "global")
+    for r in (Resolver(real), knob):  # a device's global applies either way
+        assert r.resolve("ioapic", "version").source.kind == "global"
