@@ -98,6 +98,7 @@ def _trace(kvm: Kvm) -> list[str]:
     for cap in (KVM_CAP_IRQCHIP, KVM_CAP_SPLIT_IRQCHIP, 100_000):
         step(f"system check {cap}", lambda cap=cap: _call(kvm, "KVM_CHECK_EXTENSION", cap))
     step("create vm type 1", lambda: _call(kvm, "KVM_CREATE_VM", 1))
+    step("create vm, arg left out", lambda: _default_arg_vm(kvm))
     step("system create irqchip", lambda: _call(kvm, "KVM_CREATE_IRQCHIP"))
     with kvm.create_vm() as vm:  # an in-kernel irqchip
         step("vm check unknown", lambda: _call(vm, "KVM_CHECK_EXTENSION", 100_000))
@@ -151,6 +152,13 @@ def _trace(kvm: Kvm) -> list[str]:
     return out
 
 
+def _default_arg_vm(kvm: Kvm) -> str:
+    """KvmOps.ioctl's arg defaults to 0: KVM_CREATE_VM without one makes a default VM."""
+    fd = kvm._ops.ioctl(kvm.fd, "KVM_CREATE_VM")
+    kvm._ops.close(fd)
+    return "fd"
+
+
 def _stale(call: Callable[[], object], what: str) -> str:
     try:
         call()
@@ -165,7 +173,8 @@ def _stale(call: Callable[[], object], what: str) -> str:
 LINUX = [
     "api version: = 12", f"system check {KVM_CAP_IRQCHIP}: = 1",
     f"system check {KVM_CAP_SPLIT_IRQCHIP}: = 1", "system check 100000: = 0",
-    "create vm type 1: errno 22", "system create irqchip: errno 22", "vm check unknown: = 0",
+    "create vm type 1: errno 22", "create vm, arg left out: fd",
+    "system create irqchip: errno 22", "vm check unknown: = 0",
     "vm get lapic: errno 25", "enable unknown cap: errno 22", "enable cap with flags: errno 22",
     "create irqchip: = 0", "create irqchip again: errno 17", "split after irqchip: errno 17",
     "x2apic 0x10 on irqchip: errno 22", "x2apic 0xc on irqchip: errno 22",
