@@ -31,7 +31,7 @@ from machines.compat.tables import CompatProp
 from machines.config import VmConfig
 from machines.errors import PropertyError, UsageError
 from machines.machine import MachineType
-from machines.options import DeviceOption, GlobalOption
+from machines.options import AccelOption, DeviceOption, GlobalOption
 from machines.qom import PropertyInfo, QomTypes
 from machines.realize import decided_at_realize, forced_at_realize, left_to_realize
 from machines.values import Value, parse_value
@@ -256,12 +256,12 @@ class Resolver:
                         from None
                 history.append(source)
                 value, source = parsed, step
-        if typename == self.accel_type:
-            for name, text in self._accel_options():
-                if name == prop:
-                    parsed = _parse(info.type, text, prop)
-                    history.append(source)
-                    value, source = parsed, Source("accel", self._accel_text(), text=text)
+        given = self._accel_given() if typename == self.accel_type else None
+        for name, text in given.props if given is not None else ():
+            if name == prop:
+                parsed = _parse(info.type, text, prop)
+                history.append(source)
+                value, source = parsed, Source("accel", given.text, text=text)
         cpu = self.config.options.cpu
         if cpu is not None and typename == self.config.cpu_type:
             # +feat/-feat are applied when the CPU is realized, over everything
@@ -325,15 +325,9 @@ class Resolver:
     def accel_type(self) -> str:
         return f"{self.config.accel}-accel"
 
-    def _accel_text(self) -> str:
-        return next((a.text for a in self.config.options.accels if a.name == self.config.accel),
-                    self.config.accel_source)
-
-    def _accel_options(self) -> list[tuple[str, str]]:
-        for accel in self.config.options.accels:
-            if accel.name == self.config.accel:
-                return list(accel.props)
-        return []
+    def _accel_given(self) -> AccelOption | None:
+        """The ``-accel`` option that names the accelerator in use, if one does."""
+        return next((a for a in self.config.options.accels if a.name == self.config.accel), None)
 
     def kernel_irqchip(self) -> Resolved | None:
         """KVM's effective kernel-irqchip; the machine type's default when unset.
@@ -361,21 +355,25 @@ class Resolver:
         against QEMU), so only those properties are resolved.
         """
         props = self.qom.properties(self.accel_type) if self.accel_type in self.qom else {}
-        for name, text in self._accel_options():
+        given = self._accel_given()
+        for name, text in given.props if given is not None else ():
             info = props.get(name)
             if info is None:
-                raise PropertyError(f"{self._accel_text()}: Property '{self.accel_type}.{name}' "
+                raise PropertyError(f"{given.text}: Property '{self.accel_type}.{name}' "
                                     "not found")
             try:
                 _parse(info.type, text, name)
             except PropertyError as err:
-                raise PropertyError(f"{self._accel_text()}: {err}") from None
+                raise PropertyError(f"{given.text}: {err}") from None
+        # QEMU names the -accel option it was applying; an accelerator that -machine accel=
+        # or -enable-kvm chose has none ("can't apply global kvm-accel...", QEMU 10.0.2).
+        where = f"{given.text}: " if given is not None else ""
         touched = {g.property for g in (*self._sugar(), *self.config.options.globals)}
         for name in sorted(touched & props.keys()):
             try:
                 self.resolve(self.accel_type, name)
             except PropertyError as err:
-                raise PropertyError(f"{self._accel_text()}: {err}") from None
+                raise PropertyError(f"{where}{err}") from None
 
     def accel(self) -> dict[str, Resolved]:
         """Every property of the accelerator, after :meth:`check_accel`."""

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_resolve_oracle import _with_accel
 
 from machines.build import Build
 from machines.cli import main
@@ -219,11 +220,8 @@ def _devfn_or_none(text: str) -> int | None:
 
 @pytest.mark.parametrize("case", QEMU_SAID["refused"], ids=lambda c: " ".join(c["args"]))
 def test_refused_in_qemus_own_words(case: dict[str, Any], capsys: Any) -> None:
-    args = case["args"]
-    extra = [] if any(a.startswith("-accel") or "accel=" in a for a in args) else \
-        ["-accel", "tcg"]
     device = ["--device", case["device"]] if case["device"] else []
-    assert main(["resolve", "--release", "10.0.2", *args, *extra, *device]) == 1
+    assert main(["resolve", "--release", "10.0.2", *_with_accel(case["args"]), *device]) == 1
     assert capsys.readouterr().err == f"machines: {case['qemu_says']}\n"
 
 

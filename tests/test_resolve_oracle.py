@@ -56,6 +56,9 @@ REFUSED: list[tuple[list[str], str | None]] = [
     (["-accel", "kvm,kernel-irqchip=maybe"], None),
     (["-machine", "q35,kernel-irqchip=bogus", "-accel", "kvm"], None),
     (["-machine", "q35,kvm-shadow-mem=lots", "-accel", "kvm"], None),
+    (["-machine", "q35,accel=kvm,kernel-irqchip=bogus"], None),
+    (["-machine", "q35,kernel-irqchip=bogus", "-enable-kvm"], None),
+    (["-accel", "kvm,kernel-irqchip=maybe", "-accel", "tcg"], None),
 ]
 
 
@@ -71,7 +74,8 @@ FOLD_READS = [("/machine/unattached/device[0]", "Opteron_G3-x86_64-cpu", "rdtscp
 
 
 def _with_accel(args: list[str]) -> list[str]:
-    given = any(a.startswith("-accel") or "accel=" in a for a in args)
+    """``args``, on TCG unless they choose an accelerator themselves."""
+    given = any(a in ("-accel", "-enable-kvm") or "accel=" in a for a in args)
     return args if given else [*args, "-accel", "tcg"]
 
 
