@@ -15,12 +15,13 @@ from test_resolve_oracle import _with_accel
 
 from machines.build import Build
 from machines.cli import main
+from machines.compat.tables import GlobalProperty
 from machines.config import configure
 from machines.errors import PropertyError, UsageError
 from machines.i386.ioapic import ioapic
 from machines.options import parse_args
 from machines.registry import get_build
-from machines.resolve import DEVICE_OPTIONS, Resolver, Source, _pci_devfn
+from machines.resolve import DEVICE_OPTIONS, Resolved, Resolver, Source, _pci_devfn
 
 
 def resolver(*args: str, release: str = "10.2") -> Resolver:
@@ -312,3 +313,53 @@ def test_global_reaches_the_accelerator_only_where_the_build_says() -> None:
     assert irqchip is not None and (irqchip.value, irqchip.source.kind) == ("split", "global")
     for r in (Resolver(real), knob):  # a device's global applies either way
         assert r.resolve("ioapic", "version").source.kind == "global"
+
+
+def test_default_sources_say_where_the_default_comes_from() -> None:
+    e1000 = next(c for c in QEMU_SAID["devices"] if c["type"] == "e1000")
+    r = resolver("-M", "pc-q35-4.0", release="10.0.2").resolve("e1000", "romfile")
+    # instance_init sets it (qom-get reads efi-e1000.rom), not the class default
+    assert r.value == e1000["properties"]["romfile"]["value"] == "efi-e1000.rom"
+    assert r.source.describe() == "instance: value the object sets when created"
+    r = resolver("-M", "pc-q35-10.0", release="10.0.2").resolve("ioapic", "version")
+    assert r.source.describe() == "default: type default"
+    r = resolver("-M", "pc-q35-10.2").resolve("mch", "extended-tseg-mbytes")
+    assert r.source.describe() == "default: type default (new or changed in QEMU 10.2)"
+
+
+def test_kernel_irqchip_machine_default_in_full() -> None:
+    # kvm_init(): "split" when the machine class says default_kernel_irqchip_split (only
+    # pc-q35-4.0, as test_qemu_oracle reads from the IOAPIC type), else "on".
+    for machine, value, flag in (("pc-q35-10.0", "on", "false"), ("pc-q35-4.0", "split", "true")):
+        r = resolver("-M", machine, "-accel", "kvm", release="10.0.2").kernel_irqchip()
+        assert r == Resolved("kvm-accel", "kernel-irqchip", "on|off|split", value,
+                             Source("machine-default",
+                                    f"{machine} default_kernel_irqchip_split={flag}"))
+
+
+def _with_accel_compat(base: Build, accel: str, entries: list[GlobalProperty]) -> Build:
+    """``base`` with compat properties for one accelerator (as a build file may carry)."""
+    return Build(f"{base.name}-accel-compat", base.version, base.kind,
+                 list(base.machines.values()), base.listing, lambda: base.qom,
+                 accel_compat={**base.accel_compat, accel: entries})
+
+
+def test_accelerator_compat_props_come_before_the_machine_types() -> None:
+    """object_compat_props[0] (the accelerator's) is applied before [1] (the machine
+    type's): a machine compat entry overrides it, and it applies only to its own
+    accelerator, driver (or a subtype) and property."""
+    entries = [GlobalProperty("virtio-pci", "shpc", "on"),
+               GlobalProperty("pci-bridge", "msi", "off"),
+               GlobalProperty("pci-device", "shpc", "off")]
+    build = _with_accel_compat(get_build("10.0.2"), "kvm", entries)
+    kvm = Resolver(configure(build, parse_args(["-M", "pc-q35-10.0", "-accel", "kvm"])))
+    r = kvm.resolve("pci-bridge", "shpc")
+    assert (r.value, r.source) == (False, Source("accel-compat", "kvm accelerator", None, 2,
+                                                 "pci-device", "off"))
+    assert [s.kind for s in r.overridden] == ["default"]
+    tcg = Resolver(configure(build, parse_args(["-M", "pc-q35-10.0", "-accel", "tcg"])))
+    assert tcg.resolve("pci-bridge", "shpc").source.kind == "default"
+    old = Resolver(configure(build, parse_args(["-M", "pc-i440fx-2.5", "-accel", "kvm"])))
+    r = old.resolve("pci-bridge", "shpc")
+    assert r.source.kind == "compat" and r.value is True  # hw_compat_2_8's shpc=on, last
+    assert [s.kind for s in r.overridden] == ["default", "accel-compat", "compat"]
