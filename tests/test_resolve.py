@@ -15,7 +15,7 @@ from test_resolve_oracle import _with_accel
 
 from machines.build import Build
 from machines.cli import main
-from machines.compat.tables import GlobalProperty
+from machines.compat.tables import CompatTable, GlobalProperty
 from machines.config import configure
 from machines.errors import PropertyError, UsageError
 from machines.i386.ioapic import ioapic
@@ -363,3 +363,66 @@ def test_accelerator_compat_props_come_before_the_machine_types() -> None:
     r = old.resolve("pci-bridge", "shpc")
     assert r.source.kind == "compat" and r.value is True  # hw_compat_2_8's shpc=on, last
     assert [s.kind for s in r.overridden] == ["default", "accel-compat", "compat"]
+
+
+def test_an_optional_compat_entry_applies_where_the_property_exists() -> None:
+    """QEMU's object_apply_global_props skips an ``optional`` entry only on an object
+    without the property; where the property exists it applies like any other entry.
+    (No shipped build has one; a build file may.)"""
+    base = get_build("10.0.2")
+    machine = base.machines["pc-q35-10.0"]
+    entry = GlobalProperty("pci-bridge", "shpc", "off", optional=True)
+    extended = type("Q35WithOptional", (machine,), {
+        "own_compat": (CompatTable("test_optional", (entry,)),)})
+    build = Build(f"{base.name}-optional", base.version, base.kind,
+                  [extended if m is machine else m for m in base.machines.values()],
+                  base.listing, lambda: base.qom)
+    r = Resolver(configure(build, parse_args(["-M", "pc-q35-10.0", "-accel", "tcg"])))
+    got = r.resolve("pci-bridge", "shpc")
+    assert (got.value, got.source.table, got.source.entry) == (False, "test_optional", 0)
+
+
+def test_sources_of_sugar_globals_and_cpu_options_in_full() -> None:
+    r = resolver("-M", "q35,kernel-irqchip=split,kvm-shadow-mem=0x1000000", "-accel", "kvm",
+                 "-cpu", "qemu64,l3-cache=on", release="10.0.2")
+    irqchip = r.kernel_irqchip()
+    assert irqchip is not None and (irqchip.value, irqchip.source) == (
+        "split", Source("sugar", "-machine kernel-irqchip=split", driver="kvm-accel",
+                        text="split"))
+    shadow = r.resolve("kvm-accel", "kvm-shadow-mem")
+    assert (shadow.value, shadow.source) == (0x1000000, Source(
+        "sugar", "-machine kvm-shadow-mem=0x1000000", driver="kvm-accel", text="0x1000000"))
+    l3 = r.resolve("qemu64-x86_64-cpu", "l3-cache")
+    assert (l3.value, l3.source) == (True, Source("cpu", "-cpu qemu64,l3-cache=on",
+                                                  driver="qemu64-x86_64-cpu", text="on"))
+    old = resolver("-M", "pc-q35-2.7", release="10.0.2").resolve("ioapic", "version")
+    assert old.source == Source("compat", "hw_compat_2_7[2] ioapic.version=0x11",
+                                "hw_compat_2_7", 2, "ioapic", "0x11")
+
+
+@pytest.mark.parametrize(("cpu", "prop", "value"), QEMU_SAID["cpu"], ids=lambda x: str(x))
+def test_cpu_plus_and_minus_features_win_as_in_qemu(cpu: str, prop: str, value: bool) -> None:
+    """+feat/-feat apply at realize over everything (minus last), '_' spelling allowed."""
+    r = resolver("-M", "pc-i440fx-10.0", "-cpu", cpu, release="10.0.2"
+                 ).resolve("qemu64-x86_64-cpu", prop)
+    flag = ("+" if value else "-") + prop
+    assert (r.value, r.source) == (value, Source("cpu", f"-cpu {cpu}",
+                                                 driver="qemu64-x86_64-cpu", text=flag))
+
+
+@pytest.mark.parametrize("accel", ["tcg", "kvm"])
+def test_every_accelerator_property_after_the_check(accel: str) -> None:
+    """Resolver.accel(): each property qom-list-properties shows for the accelerator class,
+    resolved; an -accel option QEMU refuses fails first, in QEMU's words."""
+    r = resolver("-M", "q35", "-accel", f"{accel},kernel-irqchip=split" if accel == "kvm"
+                 else accel, release="10.0.2")
+    props = r.accel()
+    assert set(props) == set(QEMU_SAID["accel"][f"{accel}-accel"])
+    for name, got in props.items():
+        assert got == r.resolve(f"{accel}-accel", name)
+    if accel == "kvm":
+        assert props["kernel-irqchip"].source == Source("accel", "-accel kvm,kernel-irqchip=split",
+                                                        text="split")
+    with pytest.raises(PropertyError, match=rf"^-accel {accel},bogus=1: Property "
+                                            rf"'{accel}-accel\.bogus' not found$"):
+        resolver("-M", "q35", "-accel", f"{accel},bogus=1", release="10.0.2").accel()

@@ -73,6 +73,11 @@ FOLD_READS = [("/machine/unattached/device[0]", "Opteron_G3-x86_64-cpu", "rdtscp
                "qemu-4-0-config-size")]
 
 
+# -cpu options whose +feat/-feat QEMU applies over everything else (underscores allowed).
+CPUS = [("qemu64,+lahf_lm", "lahf-lm"), ("qemu64,-lahf_lm,lahf-lm=on", "lahf-lm"),
+        ("qemu64,+x2apic,-x2apic", "x2apic"), ("qemu64,x2apic=off,+x2apic", "x2apic")]
+
+
 def _with_accel(args: list[str]) -> list[str]:
     """``args``, on TCG unless they choose an accelerator themselves."""
     given = any(a in ("-accel", "-enable-kvm") or "accel=" in a for a in args)
@@ -165,6 +170,11 @@ def record(argv: list[str]) -> dict[str, Any]:
         addrs = list(pool.map(lambda t: _addr(argv, t), ADDRS))
         refused = list(pool.map(lambda r: _refusal(argv, r[0]), REFUSED))
         fold = pool.submit(_fold, argv).result()
+        accels = _qmp(argv, [], [{"execute": "qom-list-properties", "arguments": {
+            "typename": t}} for t in ("tcg-accel", "kvm-accel")])[0]
+        cpus = list(pool.map(lambda c: _qmp(argv, ["-M", "pc-i440fx-10.0", "-cpu", c[0]], [
+            {"execute": "qom-get", "arguments": {"path": "/machine/unattached/device[0]",
+                                                 "property": c[1]}}])[0][0]["return"], CPUS))
     return {
         "qemu": QEMU_VERSION,
         "devices": [{"args": a, "type": t, "path": p, "properties": props}
@@ -173,6 +183,9 @@ def record(argv: list[str]) -> dict[str, Any]:
         "refused": [{"args": a, "device": d, "qemu_says": says}
                     for (a, d), says in zip(REFUSED, refused, strict=True)],
         "fold": fold,
+        "cpu": [[c, p, v] for (c, p), v in zip(CPUS, cpus, strict=True)],
+        "accel": {t: sorted(p["name"] for p in reply["return"])
+                  for t, reply in zip(("tcg-accel", "kvm-accel"), accels, strict=True)},
     }
 
 
@@ -184,7 +197,7 @@ def test_the_recording_is_what_qemu_10_0_2_says() -> None:
     argv = zoo_command(QEMU_VERSION).resolved()
     live = record(argv)
     recorded = json.loads(FIXTURE.read_text())
-    for key in ("devices", "addr", "refused", "fold"):
+    for key in ("devices", "addr", "refused", "fold", "cpu", "accel"):
         assert live[key] == recorded[key], key
 
 
