@@ -173,7 +173,8 @@ def test_gate_numbers_take_up_to_four_digits_a_part() -> None:
 
 
 @pytest.mark.parametrize(("name", "base"), [("/tmp/a+b.json+rfc-v2", "/tmp/a+b.json"),
-                                            ("x+y.json+opt-in", "x+y.json")])
+                                            ("x+y.json+opt-in", "x+y.json")],
+                         ids=["path", "file"])
 def test_the_design_is_the_part_after_the_last_plus(name: str, base: str) -> None:
     got, design = split_build_name(name)
     assert got == base and design is not None and design.label == name.rsplit("+", 1)[1]
