@@ -432,3 +432,25 @@ def test_every_accelerator_property_after_the_check(accel: str) -> None:
     with pytest.raises(PropertyError, match=rf"^-accel {accel},bogus=1: Property "
                                             rf"'{accel}-accel\.bogus' not found$"):
         resolver("-M", "q35", "-accel", f"{accel},bogus=1", release="10.0.2").accel()
+
+
+def test_a_compat_value_that_does_not_parse_names_its_property() -> None:
+    """A build file may carry a compat value the property's type refuses; the fold says
+    which property, in QEMU's words for the value."""
+    base = get_build("10.0.2")
+    machine = base.machines["pc-q35-10.0"]
+    bad = type("Q35WithBadValue", (machine,), {"own_compat": (CompatTable(
+        "test_bad", (GlobalProperty("pci-bridge", "shpc", "maybe"),)),)})
+    build = Build(f"{base.name}-bad", base.version, base.kind,
+                  [bad if m is machine else m for m in base.machines.values()],
+                  base.listing, lambda: base.qom)
+    r = Resolver(configure(build, parse_args(["-M", "pc-q35-10.0", "-accel", "tcg"])))
+    with pytest.raises(PropertyError) as err:
+        r.compat_effective()
+    assert str(err.value) == "Parameter 'shpc' expects 'on' or 'off'"
+
+
+def test_an_abstract_type_has_no_properties_to_show() -> None:
+    with pytest.raises(UsageError) as err:
+        resolver("-M", "q35", release="10.0.2").device("virtio-pci")
+    assert str(err.value) == "'virtio-pci' is an abstract type; name a concrete one"

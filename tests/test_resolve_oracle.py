@@ -41,7 +41,10 @@ DEVICES: list[tuple[list[str], str, str]] = [
 ADDRS = ["5", "05.3", "1f.7", "0X1F.07", "0x5", "+5", " 5", "5. 1", "\t5.\n7", "0x", "0x.5",
          "-0", "5.0x", "+0x5.+1", "5.-0", "100000005", "-ffffffffffffffe1",
          "5.", "5 ", "5 .1", "-1", "20", "5.8", "0x0x5", "x5", "", "+", "ffffffffffffffffff05",
-         "-20", "5..1"]
+         "-20", "5..1",
+         # strtoul's edges: -ULONG_MAX is 1, 2^64 and beyond are ULONG_MAX (then 32 bits)
+         "-ffffffffffffffff", "-fffffffffffffffe", "ffffffffffffffff", "10000000000000000",
+         "-10000000000000000", "10000000000000005", "0.-fffffffffffffff9"]
 
 # Configurations QEMU refuses, with the -device type to resolve (None: none).
 REFUSED: list[tuple[list[str], str | None]] = [
