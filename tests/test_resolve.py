@@ -454,3 +454,21 @@ def test_an_abstract_type_has_no_properties_to_show() -> None:
     with pytest.raises(UsageError) as err:
         resolver("-M", "q35", release="10.0.2").device("virtio-pci")
     assert str(err.value) == "'virtio-pci' is an abstract type; name a concrete one"
+
+
+@pytest.mark.parametrize(("mode", "prop", "value"), QEMU_SAID["kvm_cpu"],
+                         ids=_ids("kvm_cpu", QEMU_SAID["kvm_cpu"]))
+def test_kvm_cpu_defaults_follow_kernel_irqchip(mode: str, prop: str, value: bool) -> None:
+    r = resolver("-M", "pc-q35-10.0", "-cpu", "qemu64", "-accel", f"kvm,kernel-irqchip={mode}",
+                 release="10.0.2").resolve("qemu64-x86_64-cpu", prop)
+    assert r.value is value and r.source.kind in ("accel-default", "instance", "default")
+
+
+def test_properties_without_a_default() -> None:
+    r = resolver("-M", "q35", "-accel", "kvm", release="10.0.2")
+    for prop, value in (("notify-window", None), ("device", "")):  # NULL strings read ""
+        got = r.resolve("kvm-accel", prop)
+        assert (got.value, got.source) == (value, Source("unset", "no default")), prop
+    with pytest.raises(PropertyError) as err:
+        r.resolve("e1000", "bogus")
+    assert str(err.value) == "Property 'e1000.bogus' not found"

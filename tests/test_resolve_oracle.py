@@ -11,10 +11,12 @@ deliberate change: ``python tests/test_resolve_oracle.py`` (it prints the new fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,11 @@ CPUS = [("qemu64,+lahf_lm", "lahf-lm"), ("qemu64,-lahf_lm,lahf-lm=on", "lahf-lm"
         ("qemu64,+x2apic,-x2apic", "x2apic"), ("qemu64,x2apic=off,+x2apic", "x2apic")]
 
 
+# Under KVM, a built-in CPU model's instance_init follows kernel-irqchip (kvm_default_props).
+KVM_CPU = [("on", "x2apic"), ("on", "kvm-msi-ext-dest-id"), ("split", "x2apic"),
+           ("split", "kvm-msi-ext-dest-id")]
+
+
 def _with_accel(args: list[str]) -> list[str]:
     """``args``, on TCG unless they choose an accelerator themselves."""
     given = any(a in ("-accel", "-enable-kvm") or "accel=" in a for a in args)
@@ -89,14 +96,43 @@ def _with_accel(args: list[str]) -> list[str]:
 
 def _qmp(argv: list[str], args: list[str], commands: list[dict[str, Any]]
          ) -> tuple[list[dict[str, Any]], str]:
-    """Start QEMU paused, run ``commands`` over QMP on stdio: (their replies, stderr)."""
-    script = [{"execute": "qmp_capabilities"}, *commands, {"execute": "quit"}]
-    done = subprocess.run([*argv, *_with_accel(args), *PAUSED], capture_output=True, text=True,
-                          input="".join(json.dumps(c) for c in script), timeout=120,
-                          check=False)
-    replies = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    answers = [r for r in replies if "return" in r or "error" in r]
-    return answers[1:len(script) - 1], done.stderr
+    """Start QEMU paused, run ``commands`` over QMP on stdio: (their replies, stderr).
+
+    One command at a time, each answer read before the next is sent, and ``quit`` only
+    after the last: QEMU drops monitor output still queued when it quits."""
+    with tempfile.TemporaryFile("w+") as err, subprocess.Popen(
+            [*argv, *_with_accel(args), *PAUSED], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=err, text=True) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        replies: list[dict[str, Any]] = []
+        try:
+            if not proc.stdout.readline():  # the greeting, or EOF: QEMU refused to start
+                return [], _stderr(proc, err)
+            for command in [{"execute": "qmp_capabilities"}, *commands]:
+                try:
+                    proc.stdin.write(json.dumps(command) + "\n")
+                    proc.stdin.flush()
+                except BrokenPipeError:  # it greeted, then failed to build the machine
+                    return replies[1:], _stderr(proc, err)
+                while True:
+                    line = proc.stdout.readline()
+                    if not line:
+                        return replies[1:], _stderr(proc, err)
+                    reply = json.loads(line)
+                    if "return" in reply or "error" in reply:
+                        replies.append(reply)
+                        break
+            proc.stdin.write(json.dumps({"execute": "quit"}) + "\n")
+        finally:
+            with contextlib.suppress(BrokenPipeError):  # QEMU may be gone already
+                proc.stdin.close()
+        return replies[1:], _stderr(proc, err)
+
+
+def _stderr(proc: subprocess.Popen[str], err: Any) -> str:
+    proc.wait(timeout=120)
+    err.seek(0)
+    return str(err.read())
 
 
 def _error_line(stderr: str) -> str:
@@ -166,6 +202,19 @@ def _fold(argv: list[str]) -> dict[str, Any]:
                      for (_, driver, prop), reply in zip(FOLD_READS, reads, strict=True)]}
 
 
+def record_kvm(argv: list[str]) -> list[list[Any]]:
+    """qom-get of KVM_CPU's properties on a KVM guest's CPU (needs /dev/kvm)."""
+    def one(mode: str, prop: str) -> Any:
+        replies, stderr = _qmp(argv, ["-M", "pc-q35-10.0", "-cpu", "qemu64", "-accel",
+                                      f"kvm,kernel-irqchip={mode}"], [{"execute": "qom-get",
+                               "arguments": {"path": "/machine/unattached/device[0]",
+                                             "property": prop}}])
+        assert replies, stderr
+        return replies[0]["return"]
+
+    return [[mode, prop, one(mode, prop)] for mode, prop in KVM_CPU]
+
+
 def record(argv: list[str]) -> dict[str, Any]:
     """Everything the fixture holds, read from the QEMU that ``argv`` starts."""
     with ThreadPoolExecutor(4) as pool:
@@ -193,6 +242,15 @@ def record(argv: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.qemu
+@pytest.mark.kvm
+def test_the_kvm_recording_is_what_qemu_10_0_2_says(real_kvm: object) -> None:
+    from conftest import zoo_command
+
+    live = record_kvm(zoo_command(QEMU_VERSION).resolved())
+    assert live == json.loads(FIXTURE.read_text())["kvm_cpu"]
+
+
+@pytest.mark.qemu
 def test_the_recording_is_what_qemu_10_0_2_says() -> None:
     from conftest import HOST_BUILD, zoo_command
 
@@ -205,5 +263,6 @@ def test_the_recording_is_what_qemu_10_0_2_says() -> None:
 
 
 if __name__ == "__main__":
-    json.dump(record(["qemu-system-x86_64"]), sys.stdout, indent=1)
+    json.dump({**record(["qemu-system-x86_64"]), "kvm_cpu": record_kvm(["qemu-system-x86_64"])},
+              sys.stdout, indent=1)
     sys.stdout.write("\n")
