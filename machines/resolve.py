@@ -257,11 +257,12 @@ class Resolver:
                 history.append(source)
                 value, source = parsed, step
         given = self._accel_given() if typename == self.accel_type else None
-        for name, text in given.props if given is not None else ():
-            if name == prop:
-                parsed = _parse(info.type, text, prop)
-                history.append(source)
-                value, source = parsed, Source("accel", given.text, text=text)
+        if given is not None:
+            for name, text in given.props:
+                if name == prop:
+                    parsed = _parse(info.type, text, prop)
+                    history.append(source)
+                    value, source = parsed, Source("accel", given.text, text=text)
         cpu = self.config.options.cpu
         if cpu is not None and typename == self.config.cpu_type:
             # +feat/-feat are applied when the CPU is realized, over everything
@@ -356,15 +357,16 @@ class Resolver:
         """
         props = self.qom.properties(self.accel_type) if self.accel_type in self.qom else {}
         given = self._accel_given()
-        for name, text in given.props if given is not None else ():
-            info = props.get(name)
-            if info is None:
-                raise PropertyError(f"{given.text}: Property '{self.accel_type}.{name}' "
-                                    "not found")
-            try:
-                _parse(info.type, text, name)
-            except PropertyError as err:
-                raise PropertyError(f"{given.text}: {err}") from None
+        if given is not None:
+            for name, text in given.props:
+                info = props.get(name)
+                if info is None:
+                    raise PropertyError(f"{given.text}: Property '{self.accel_type}.{name}' "
+                                        "not found")
+                try:
+                    _parse(info.type, text, name)
+                except PropertyError as err:
+                    raise PropertyError(f"{given.text}: {err}") from None
         # QEMU names the -accel option it was applying; an accelerator that -machine accel=
         # or -enable-kvm chose has none ("can't apply global kvm-accel...", QEMU 10.0.2).
         where = f"{given.text}: " if given is not None else ""
