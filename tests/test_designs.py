@@ -29,6 +29,7 @@ from machines.i386.designs import (
 from machines.machine import MachineType
 from machines.naming import MachineVersion
 from machines.options import parse_args
+from machines.qom import QomTypes
 from machines.registry import get_build
 from machines.resolve import Resolver
 
@@ -247,3 +248,20 @@ def test_the_gate_type_keeps_its_newest_types_irqchip_default() -> None:
     assert built.machines["pc-q35-4.0"].default_kernel_irqchip_split is True
     assert built.machines["pc-q35-4.1"].default_kernel_irqchip_split is True
     assert built.machines["pc-i440fx-4.1"].default_kernel_irqchip_split is False
+
+
+def test_a_gate_type_without_a_qom_type_to_copy_gets_none() -> None:
+    """A build whose QOM data lacks its newest q35 type's class (a build file may) still
+    gets the gate types; only the QOM types it can copy are added."""
+    base = get_build("10.2")
+
+    def qom_without_newest_q35() -> QomTypes:
+        qom = base._qom()
+        del qom.parents["pc-q35-10.2-machine"]
+        return qom
+
+    partial = Build("partial", base.version, base.kind, list(base.machines.values()),
+                    base.listing, qom_without_newest_q35)
+    built = overlay(partial, parse_design("gated"))
+    assert "pc-q35-11.0" in built.machines and "pc-q35-11.0-machine" not in built.qom
+    assert "pc-i440fx-11.0-machine" in built.qom
