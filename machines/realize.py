@@ -36,6 +36,9 @@ DECIDED_AT_REALIZE: dict[tuple[str, str], str] = {
     ("pci-device", "addr"): "-1: the first free slot of the bus is taken at realize",
     # read only: addr as SLOT.FN, so it follows addr= and the slot realize takes
     ("pci-device", "legacy-addr"): "addr as SLOT.FN: the slot given or taken at realize",
+    # VIRTIO_CONSOLE_BAD_ID: virtser_port_device_realize takes the first free port number
+    ("virtio-serial-port", "nr"): "0xFFFFFFFF: realize takes a free port number (0 for the "
+                                  "first console)",
     ("virtio-pci", "disable-legacy"): "auto: on behind a PCIe port, else off "
                                       "(virtio_pci_realize)",
     **{(base, prop): f"{_BLOCK} ({what})"

@@ -37,6 +37,9 @@ DEVICES: list[tuple[list[str], str, str]] = [
     (["-M", "pc-q35-4.0", "-device",
       "e1000,id=e0,addr= 0x6.0,init-vet=off,extra_mac_registers=off,mac=52:54:00:12:34:56"],
      "e1000", "/machine/peripheral/e0"),
+    # str properties without a default (NULL) read back as ""
+    (["-M", "pc-i440fx-10.0", "-device", "virtio-serial-pci", "-device", "virtserialport,id=vp"],
+     "virtserialport", "/machine/peripheral/vp"),
 ]
 
 # PCI addr strings: QEMU's set_pci_devfn reads them with sscanf("%x.%x%n").
