@@ -103,6 +103,9 @@ def _parse(qapi_type: str, text: str, name: str) -> Value:
 
 # -device options qdev_device_add takes itself instead of setting them as properties.
 DEVICE_OPTIONS = ("driver", "bus", "id")
+# Every object's QOM type name, which no option may set ("Property 'e1000.type' is not
+# writable", QEMU 10.0.2, for -device and -accel alike).
+READ_ONLY = "type"
 
 
 _C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
@@ -303,6 +306,9 @@ class Resolver:
         props = self.qom.properties(typename)
         if device is not None:
             for name, _ in device.props:
+                if name == READ_ONLY:
+                    raise PropertyError(f"{device.text}: Property '{typename}.{name}' is not "
+                                        "writable")
                 if name not in DEVICE_OPTIONS and name not in props:
                     raise PropertyError(f"{device.text}: Property '{typename}.{name}' not found")
         return {name: self.resolve(typename, name, device) for name in sorted(props)
@@ -360,6 +366,9 @@ class Resolver:
         if given is not None:
             for name, text in given.props:
                 info = props.get(name)
+                if name == READ_ONLY:
+                    raise PropertyError(f"{given.text}: Property '{self.accel_type}.{name}' "
+                                        "is not writable")
                 if info is None:
                     raise PropertyError(f"{given.text}: Property '{self.accel_type}.{name}' "
                                         "not found")

@@ -67,6 +67,8 @@ REFUSED: list[tuple[list[str], str | None]] = [
     (["-machine", "q35,accel=kvm,kernel-irqchip=bogus"], None),
     (["-machine", "q35,kernel-irqchip=bogus", "-enable-kvm"], None),
     (["-accel", "kvm,kernel-irqchip=maybe", "-accel", "tcg"], None),
+    (["-device", "e1000,id=e0,type=x"], "e1000"),
+    (["-accel", "tcg,type=tcg-accel"], None),
 ]
 
 
