@@ -168,6 +168,7 @@ def test_every_property_of_a_device_is_what_qom_get_read(case: dict[str, Any]) -
         if r.decided_at_realize:  # the type default is no answer: QEMU decides at realize
             continue
         assert r.value == real[name]["value"], (name, r.source.describe())
+        assert all(isinstance(step, Source) for step in r.overridden), name
         compared += 1
     assert compared >= len(ours) // 2
     for name, text in (given[0].props if given else ()):
@@ -472,3 +473,41 @@ def test_properties_without_a_default() -> None:
     with pytest.raises(PropertyError) as err:
         r.resolve("e1000", "bogus")
     assert str(err.value) == "Property 'e1000.bogus' not found"
+
+
+def test_each_step_is_kept_in_order_in_the_history() -> None:
+    kvm = resolver("-M", "pc-q35-10.0", "-cpu", "qemu64", "-accel", "kvm,kernel-irqchip=split",
+                   release="10.0.2")
+    r = kvm.resolve("qemu64-x86_64-cpu", "kvm-msi-ext-dest-id")
+    assert (r.typename, r.prop, r.value) == ("qemu64-x86_64-cpu", "kvm-msi-ext-dest-id", True)
+    assert r.source == Source("accel-default", "kvm_default_props: on with a split irqchip",
+                              text="on")
+    assert r.overridden == (Source("instance", "value the object sets when created"),)
+    both = resolver("-M", "q35,kernel-irqchip=on", "-accel", "kvm,kernel-irqchip=split",
+                    release="10.0.2").kernel_irqchip()
+    assert both is not None and both.overridden == (
+        Source("unset", "no default"),
+        Source("sugar", "-machine kernel-irqchip=on", driver="kvm-accel", text="on"))
+    flags = resolver("-M", "pc", "-cpu", "qemu64,x2apic=off,+x2apic", release="10.0.2"
+                     ).resolve("qemu64-x86_64-cpu", "x2apic")
+    assert [s.kind for s in flags.overridden] == ["instance", "cpu"]
+    assert flags.overridden[1].text == "off"
+    config = configure(get_build("10.0.2"), parse_args(["-device", "e1000,mac=52:54:00:00:00:01"]))
+    mac = Resolver(config).device("e1000", config.options.devices[0])["mac"]
+    assert mac.overridden == (Source("instance", "value the object sets when created"),)
+
+
+def test_an_unspecified_vector_count_is_left_to_realize() -> None:
+    r = resolver("-M", "pc-q35-10.0", release="10.0.2").resolve("virtio-net-pci", "vectors")
+    assert (r.value, r.decided_at_realize) == (0xFFFFFFFF, True)
+    assert r.realize_rule == "an unspecified vector count (0xFFFFFFFF): realize works it out"
+
+
+def test_accel_options_reach_the_accelerator_only() -> None:
+    # resolve() without check_accel: an -accel option never sets a device's property
+    r = resolver("-M", "q35", "-accel", "tcg,netdev=x", release="10.0.2")
+    assert r.resolve("e1000", "netdev").value == ""
+    bad = resolver("-M", "q35", "-accel", "kvm,kernel-irqchip=maybe", release="10.0.2")
+    with pytest.raises(PropertyError) as err:
+        bad.kernel_irqchip()
+    assert str(err.value) == "Parameter 'kernel-irqchip' does not accept value 'maybe'"
