@@ -20,6 +20,7 @@ from machines.config import configure
 from machines.errors import PropertyError, UsageError
 from machines.i386.ioapic import ioapic
 from machines.options import parse_args
+from machines.qom import PropertyInfo, QomTypes
 from machines.registry import get_build
 from machines.resolve import DEVICE_OPTIONS, Resolved, Resolver, Source, _pci_devfn
 
@@ -511,3 +512,31 @@ def test_accel_options_reach_the_accelerator_only() -> None:
     with pytest.raises(PropertyError) as err:
         bad.kernel_irqchip()
     assert str(err.value) == "Parameter 'kernel-irqchip' does not accept value 'maybe'"
+
+
+def _with_property(base: Build, typename: str, info: PropertyInfo) -> Build:
+    """``base`` whose QOM data records ``info`` on ``typename`` (as a build file may)."""
+    def qom() -> QomTypes:
+        types = base._qom()
+        types.add_property(typename, info)
+        return types
+
+    return Build(f"{base.name}-edited", base.version, base.kind, list(base.machines.values()),
+                 base.listing, qom)
+
+
+def test_a_record_without_has_default_is_unset_whatever_its_default_says() -> None:
+    build = _with_property(get_build("10.0.2"), "e1000", PropertyInfo("x-test", "uint32", 5,
+                                                                      False))
+    r = Resolver(configure(build, parse_args(["-M", "q35"]))).resolve("e1000", "x-test")
+    assert (r.value, r.source) == (None, Source("unset", "no default"))
+
+
+def test_kvms_cpu_default_that_does_not_parse_names_its_property() -> None:
+    build = _with_property(get_build("10.0.2"), "x86_64-cpu",
+                           PropertyInfo("kvm-msi-ext-dest-id", "uint32", 0, True))
+    r = Resolver(configure(build, parse_args(["-M", "q35", "-cpu", "qemu64",
+                                              "-accel", "kvm,kernel-irqchip=split"])))
+    with pytest.raises(PropertyError) as err:
+        r.resolve("qemu64-x86_64-cpu", "kvm-msi-ext-dest-id")
+    assert str(err.value) == "Parameter 'kvm-msi-ext-dest-id' expects uint64"
