@@ -160,13 +160,22 @@ def _pci_devfn(text: str, typename: str) -> int:
 
 def _device_value(info: PropertyInfo, text: str, typename: str, prop: str, option: str
                   ) -> Value:
-    """``prop=text`` of the ``-device`` option ``option``; QEMU's error names the option."""
+    """``prop=text`` of the ``-device`` option ``option``; QEMU's error names the option.
+
+    QEMU reads -device options with its keyval visitor, which parses numbers as -global's
+    does but words a failure of the 64-bit step "expects integer", and any failed size
+    "expects size" (the narrower range checks are worded alike)."""
     try:
         if prop == "addr" and info.type == "str":
             return _pci_devfn(text, typename)
         return _parse(info.type, text, prop)
     except PropertyError as err:
-        raise PropertyError(f"{option}: {err}") from None
+        words = str(err)
+        if info.type == "size":
+            words = f"Parameter '{prop}' expects size"
+        elif words.endswith(("expects uint64", "expects int64")):
+            words = f"Parameter '{prop}' expects integer"
+        raise PropertyError(f"{option}: {words}") from None
 
 
 class Resolver:
