@@ -548,3 +548,14 @@ def test_kvms_cpu_default_that_does_not_parse_names_its_property() -> None:
     with pytest.raises(PropertyError) as err:
         r.resolve("qemu64-x86_64-cpu", "kvm-msi-ext-dest-id")
     assert str(err.value) == "Parameter 'kvm-msi-ext-dest-id' expects uint64"
+
+
+def test_a_nics_default_mac_is_decided_at_realize() -> None:
+    """QEMU hands out default MACs in creation order: the same e1000 reads :56 alone and :57
+    after a virtio-net-pci, so no value of the type is the answer."""
+    (alone, alone_mac), (second, second_mac) = QEMU_SAID["mac_order"]
+    assert alone_mac != second_mac
+    for args in (alone, second):
+        r = resolver("-M", "pc-i440fx-10.0", *args, release="10.0.2").resolve("e1000", "mac")
+        assert r.decided_at_realize and r.realize_rule is not None
+        assert "52:54:00:12:34:56 and up" in r.realize_rule

@@ -100,6 +100,10 @@ KVM_CPU = [("on", "x2apic"), ("on", "kvm-msi-ext-dest-id"), ("split", "x2apic"),
            ("split", "kvm-msi-ext-dest-id")]
 
 
+# A NIC's default MAC follows the order of creation: the same e1000 first, then second.
+MAC_ORDER = [["-device", "e1000,id=a"], ["-device", "virtio-net-pci,id=x", "-device", "e1000,id=a"]]
+
+
 def _with_accel(args: list[str]) -> list[str]:
     """``args``, on TCG unless they choose an accelerator themselves."""
     given = any(a in ("-accel", "-enable-kvm") or "accel=" in a for a in args)
@@ -234,6 +238,10 @@ def record(argv: list[str]) -> dict[str, Any]:
         addrs = list(pool.map(lambda t: _addr(argv, t), ADDRS))
         refused = list(pool.map(lambda r: _refusal(argv, r[0]), REFUSED))
         fold = pool.submit(_fold, argv).result()
+        macs = list(pool.map(lambda a: _qmp(argv, ["-M", "pc-i440fx-10.0", *a], [
+            {"execute": "qom-get", "arguments": {"path": "/machine/peripheral/a",
+                                                 "property": "mac"}}])[0][0]["return"],
+                             MAC_ORDER))
         accels = _qmp(argv, [], [{"execute": "qom-list-properties", "arguments": {
             "typename": t}} for t in ("tcg-accel", "kvm-accel")])[0]
         cpus = list(pool.map(lambda c: _qmp(argv, ["-M", "pc-i440fx-10.0", "-cpu", c[0]], [
@@ -248,6 +256,7 @@ def record(argv: list[str]) -> dict[str, Any]:
                     for (a, d), says in zip(REFUSED, refused, strict=True)],
         "fold": fold,
         "cpu": [[c, p, v] for (c, p), v in zip(CPUS, cpus, strict=True)],
+        "mac_order": [[a, mac] for a, mac in zip(MAC_ORDER, macs, strict=True)],
         "accel": {t: sorted(p["name"] for p in reply["return"])
                   for t, reply in zip(("tcg-accel", "kvm-accel"), accels, strict=True)},
     }
@@ -270,7 +279,7 @@ def test_the_recording_is_what_qemu_10_0_2_says() -> None:
     argv = zoo_command(QEMU_VERSION).resolved()
     live = record(argv)
     recorded = json.loads(FIXTURE.read_text())
-    for key in ("devices", "addr", "refused", "fold", "cpu", "accel"):
+    for key in ("devices", "addr", "refused", "fold", "cpu", "accel", "mac_order"):
         assert live[key] == recorded[key], key
 
 
