@@ -68,6 +68,7 @@ REFUSED: list[tuple[list[str], str | None]] = [
     (["-machine", "q35,kernel-irqchip=bogus", "-enable-kvm"], None),
     (["-accel", "kvm,kernel-irqchip=maybe", "-accel", "tcg"], None),
     (["-device", "e1000,id=e0,type=x"], "e1000"),
+    (["-global", "e1000.type=x"], None),
     # the keyval visitor's words for numbers and sizes
     (["-device", "e1000,romsize=x"], "e1000"),
     (["-device", "e1000,bootindex=99999999999999999999"], "e1000"),
