@@ -154,7 +154,7 @@ def _resolve(args: Any, qemu_args: list[str]) -> tuple[Any, dict[str, Any], Any,
     """(resolver, devices, IOAPIC, SEOIB decisions): what 'resolve' says, unprinted
     (also :func:`machines.api.resolve`)."""
     from machines.config import configure
-    from machines.errors import PowerOnRefused, UnknownMachineError
+    from machines.errors import PowerOnRefused, PropertyError, UnknownMachineError
     from machines.i386.ioapic import ioapic
     from machines.options import parse_args, split_command_line
     from machines.resolve import Resolver
@@ -186,8 +186,11 @@ def _resolve(args: Any, qemu_args: list[str]) -> tuple[Any, dict[str, Any], Any,
             devices[typename] = resolver.device(typename)
         for n, device in enumerate(given, 1):  # each -device of that type, its options applied
             name = dict(device.props).get("id") or (f"#{n}" if len(given) > 1 else "")
-            devices[f"{typename} ({name})" if name else typename] = \
-                resolver.device(typename, device)
+            try:
+                resolved = resolver.device(typename, device)
+            except PropertyError as err:  # a -device option QEMU refuses: it would not start
+                raise PowerOnRefused(str(err)) from None
+            devices[f"{typename} ({name})" if name else typename] = resolved
     return resolver, devices, pic, _seoib_decisions(resolver, args)
 
 

@@ -145,6 +145,8 @@ def _check_global(build: Build, glob: GlobalOption, accel: str, warnings: list[s
         return
     info = qom.find_property(glob.driver, glob.property)
     prefix = f"can't apply global {glob.driver}.{glob.property}={glob.value}: "
+    if glob.property == "type":  # every object's QOM type name, which nothing may set
+        raise PropertyError(prefix + f"Property '{glob.driver}.type' is not writable")
     if info is None:
         raise PropertyError(prefix + f"Property '{glob.driver}.{glob.property}' not found")
     try:

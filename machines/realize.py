@@ -34,6 +34,15 @@ FORCED_BY_VIRTIO_1 = {"disable-modern": False, "disable-legacy": "on"}
 _BLOCK = "blkconf: from the backend at realize"
 DECIDED_AT_REALIZE: dict[tuple[str, str], str] = {
     ("pci-device", "addr"): "-1: the first free slot of the bus is taken at realize",
+    # read only: addr as SLOT.FN, so it follows addr= and the slot realize takes
+    ("pci-device", "legacy-addr"): "addr as SLOT.FN: the slot given or taken at realize",
+    # a NIC's MAC, when not given: qemu_macaddr_default_if_unset() at realize hands out
+    # 52:54:00:12:34:56 and up in creation order (QEMU 10.0.2: :56 for a lone e1000)
+    ("device", "mac"): "unset: realize gives the next default MAC (52:54:00:12:34:56 and up, "
+                       "in creation order)",
+    # VIRTIO_CONSOLE_BAD_ID: virtser_port_device_realize takes the first free port number
+    ("virtio-serial-port", "nr"): "0xFFFFFFFF: realize takes a free port number (0 for the "
+                                  "first console)",
     ("virtio-pci", "disable-legacy"): "auto: on behind a PCIe port, else off "
                                       "(virtio_pci_realize)",
     **{(base, prop): f"{_BLOCK} ({what})"

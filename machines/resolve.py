@@ -29,7 +29,7 @@ from machines.compat.tables import CompatProp
 from machines.config import VmConfig
 from machines.errors import PropertyError, UsageError
 from machines.machine import MachineType
-from machines.options import DeviceOption, GlobalOption
+from machines.options import AccelOption, DeviceOption, GlobalOption
 from machines.qom import PropertyInfo, QomTypes
 from machines.realize import decided_at_realize, forced_at_realize, left_to_realize
 from machines.values import Value, parse_value
@@ -101,33 +101,79 @@ def _parse(qapi_type: str, text: str, name: str) -> Value:
 
 # -device options qdev_device_add takes itself instead of setting them as properties.
 DEVICE_OPTIONS = ("driver", "bus", "id")
+# Every object's QOM type name, which no option may set ("Property 'e1000.type' is not
+# writable", QEMU 10.0.2, for -device and -accel alike).
+READ_ONLY = "type"
+
+
+_C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def _scan_hex(text: str, pos: int) -> tuple[int, int] | None:
+    """glibc ``sscanf``'s ``%x`` at ``pos``: (the ``unsigned int`` it stores, end), or None.
+
+    It skips white space, takes a sign and a ``0x``: a bare ``0x`` is 0 and both characters
+    are consumed (scanf cannot put them back, unlike strtoul), then converts as strtoul does
+    (a minus negates modulo 2^64, overflow is ULONG_MAX) and keeps the low 32 bits.
+    """
+    while text[pos:pos + 1] and text[pos] in _C_SPACE:
+        pos += 1
+    negative = text[pos:pos + 1] == "-"
+    if text[pos:pos + 1] in ("+", "-"):
+        pos += 1
+    digits = ""
+    if text[pos:pos + 1] == "0":
+        digits, pos = "0", pos + 1
+        if text[pos:pos + 1] in ("x", "X"):
+            pos += 1
+    while text[pos:pos + 1] and text[pos] in _HEX_DIGITS:
+        digits, pos = digits + text[pos], pos + 1
+    if not digits:
+        return None
+    number = int(digits, 16)
+    if number > 2**64 - 1:
+        number = 2**64 - 1
+    elif negative:
+        number = -number % 2**64
+    return number & 0xFFFFFFFF, pos
 
 
 def _pci_devfn(text: str, typename: str) -> int:
-    """QEMU's PCI ``addr`` property: ``SLOT[.FN]`` in hex (``0x`` allowed) -> slot << 3 | fn."""
-    slot, dot, func = text.partition(".")
+    """QEMU's PCI ``addr`` property (set_pci_devfn): ``SLOT[.FN]`` in hex -> slot << 3 | fn.
 
-    def hex_number(part: str, limit: int) -> int | None:
-        digits = part[2:] if part[:2].lower() == "0x" else part
-        if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
-            return None
-        number = int(digits, 16)
-        return number if number <= limit else None
-
-    s = hex_number(slot, 31)
-    f = hex_number(func, 7) if dot else 0
-    if s is None or f is None:
+    QEMU reads it with ``sscanf(str, "%x.%x%n")``, else ``"%x%n"``, and refuses anything
+    left over, a slot above 0x1f or a function above 7.  So ``+5``, `` 5``, ``5. 1`` and a
+    bare ``0x`` are accepted, as the real binaries do.
+    """
+    slot = _scan_hex(text, 0)
+    func = None
+    if slot is not None and text[slot[1]:slot[1] + 1] == ".":
+        func = _scan_hex(text, slot[1] + 1)
+    fn, end = func if func is not None else (0, slot[1] if slot is not None else 0)
+    if slot is None or end != len(text) or fn & ~0x7 or slot[0] & ~0x1F:
         raise PropertyError(f"Property '{typename}.addr' doesn't take value '{text}'")
-    return s << 3 | f
+    return slot[0] << 3 | fn
 
 
-def _device_value(info: PropertyInfo, text: str, typename: str, prop: str) -> Value:
-    if prop == "addr" and info.type == "str":
-        return _pci_devfn(text, typename)
+def _device_value(info: PropertyInfo, text: str, typename: str, prop: str, option: str
+                  ) -> Value:
+    """``prop=text`` of the ``-device`` option ``option``; QEMU's error names the option.
+
+    QEMU reads -device options with its keyval visitor, which parses numbers as -global's
+    does but words a failure of the 64-bit step "expects integer", and any failed size
+    "expects size" (the narrower range checks are worded alike)."""
     try:
+        if prop == "addr" and info.type == "str":
+            return _pci_devfn(text, typename)
         return _parse(info.type, text, prop)
     except PropertyError as err:
-        raise PropertyError(f"-device {typename},{prop}={text}: {err}") from None
+        words = str(err)
+        if info.type == "size":
+            words = f"Parameter '{prop}' expects size"
+        elif words.endswith(("expects uint64", "expects int64")):
+            words = f"Parameter '{prop}' expects integer"
+        raise PropertyError(f"{option}: {words}") from None
 
 
 class Resolver:
@@ -220,12 +266,13 @@ class Resolver:
                         from None
                 history.append(source)
                 value, source = parsed, step
-        if typename == self.accel_type:
-            for name, text in self._accel_options():
+        given = self._accel_given() if typename == self.accel_type else None
+        if given is not None:
+            for name, text in given.props:
                 if name == prop:
                     parsed = _parse(info.type, text, prop)
                     history.append(source)
-                    value, source = parsed, Source("accel", self._accel_text(), text=text)
+                    value, source = parsed, Source("accel", given.text, text=text)
         cpu = self.config.options.cpu
         if cpu is not None and typename == self.config.cpu_type:
             # +feat/-feat are applied when the CPU is realized, over everything
@@ -239,9 +286,9 @@ class Resolver:
         if device is not None:
             # qdev_device_add sets the -device's own options after the globals.
             for name, text in device.props:
-                if name.replace("_", "-") == prop.replace("_", "-"):
+                if name == prop:  # as given: QEMU does not turn '_' into '-' here
                     history.append(source)
-                    value = _device_value(info, text, typename, prop)
+                    value = _device_value(info, text, typename, prop, device.text)
                     source = Source("device", device.text, driver=typename, text=text)
         forced = forced_at_realize(self.qom, typename, prop)
         if forced is not None:
@@ -266,8 +313,10 @@ class Resolver:
         props = self.qom.properties(typename)
         if device is not None:
             for name, _ in device.props:
-                if name not in DEVICE_OPTIONS and name not in props and \
-                        name.replace("_", "-") not in props:
+                if name == READ_ONLY:
+                    raise PropertyError(f"{device.text}: Property '{typename}.{name}' is not "
+                                        "writable")
+                if name not in DEVICE_OPTIONS and name not in props:
                     raise PropertyError(f"{device.text}: Property '{typename}.{name}' not found")
         return {name: self.resolve(typename, name, device) for name in sorted(props)
                 if not props[name].type.startswith(("link<", "child<"))}
@@ -290,15 +339,9 @@ class Resolver:
     def accel_type(self) -> str:
         return f"{self.config.accel}-accel"
 
-    def _accel_text(self) -> str:
-        return next((a.text for a in self.config.options.accels if a.name == self.config.accel),
-                    self.config.accel_source)
-
-    def _accel_options(self) -> list[tuple[str, str]]:
-        for accel in self.config.options.accels:
-            if accel.name == self.config.accel:
-                return list(accel.props)
-        return []
+    def _accel_given(self) -> AccelOption | None:
+        """The ``-accel`` option that names the accelerator in use, if one does."""
+        return next((a for a in self.config.options.accels if a.name == self.config.accel), None)
 
     def kernel_irqchip(self) -> Resolved | None:
         """KVM's effective kernel-irqchip; the machine type's default when unset.
@@ -326,21 +369,29 @@ class Resolver:
         against QEMU), so only those properties are resolved.
         """
         props = self.qom.properties(self.accel_type) if self.accel_type in self.qom else {}
-        for name, text in self._accel_options():
-            info = props.get(name)
-            if info is None:
-                raise PropertyError(f"{self._accel_text()}: Property '{self.accel_type}.{name}' "
-                                    "not found")
-            try:
-                _parse(info.type, text, name)
-            except PropertyError as err:
-                raise PropertyError(f"{self._accel_text()}: {err}") from None
+        given = self._accel_given()
+        if given is not None:
+            for name, text in given.props:
+                info = props.get(name)
+                if name == READ_ONLY:
+                    raise PropertyError(f"{given.text}: Property '{self.accel_type}.{name}' "
+                                        "is not writable")
+                if info is None:
+                    raise PropertyError(f"{given.text}: Property '{self.accel_type}.{name}' "
+                                        "not found")
+                try:
+                    _parse(info.type, text, name)
+                except PropertyError as err:
+                    raise PropertyError(f"{given.text}: {err}") from None
+        # QEMU names the -accel option it was applying; an accelerator that -machine accel=
+        # or -enable-kvm chose has none ("can't apply global kvm-accel...", QEMU 10.0.2).
+        where = f"{given.text}: " if given is not None else ""
         touched = {g.property for g in (*self._sugar(), *self.config.options.globals)}
         for name in sorted(touched & props.keys()):
             try:
                 self.resolve(self.accel_type, name)
             except PropertyError as err:
-                raise PropertyError(f"{self._accel_text()}: {err}") from None
+                raise PropertyError(f"{where}{err}") from None
 
     def accel(self) -> dict[str, Resolved]:
         """Every property of the accelerator, after :meth:`check_accel`."""

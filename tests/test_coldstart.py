@@ -21,7 +21,8 @@ import machines
 # (argparse with gettext/locale, pathlib with urllib/ipaddress, fractions with decimal).
 NOT_ON_THE_HOT_PATH = {"argparse", "pathlib", "fractions", "decimal", "asyncio", "cffi", "qemu",
                        "attr", "attrs", "inspect", "ast", "dataclasses", "tempfile", "ipaddress",
-                       "urllib", "textwrap", "shlex", "machines.fleet", "machines.qmp", "kvmglue.kvm"}
+                       "urllib", "textwrap", "shlex", "machines.fleet", "machines.qmp",
+                       "kvmglue.kvm"}
 
 COMMANDS = {
     "resolve": ["resolve", "-M", "pc-q35-10.0", "--device", "ioapic"],

@@ -26,7 +26,10 @@ from machines.i386.designs import (
     parse_design,
     split_build_name,
 )
+from machines.machine import MachineType
+from machines.naming import MachineVersion
 from machines.options import parse_args
+from machines.qom import QomTypes
 from machines.registry import get_build
 from machines.resolve import Resolver
 
@@ -160,3 +163,105 @@ def test_newest_version_needs_a_versioned_type() -> None:
         "10.2").qom)
     with pytest.raises(UsageError, match="no versioned PC machine type to gate on"):
         newest_version(empty)
+
+
+def test_gate_numbers_take_up_to_four_digits_a_part() -> None:
+    assert parse_design("gated:9999.2").gate == (9999, 2)
+    with pytest.raises(UsageError) as err:
+        parse_design("gated:10000.2")
+    assert str(err.value) == ("SEOIB design 'gated:10000.2': the gate must be a machine-type "
+                              "version such as 11.2 or a versioned type such as pc-q35-11.2")
+
+
+@pytest.mark.parametrize(("name", "base"), [("/tmp/a+b.json+rfc-v2", "/tmp/a+b.json"),
+                                            ("x+y.json+opt-in", "x+y.json")],
+                         ids=["path", "file"])
+def test_the_design_is_the_part_after_the_last_plus(name: str, base: str) -> None:
+    got, design = split_build_name(name)
+    assert got == base and design is not None and design.label == name.rsplit("+", 1)[1]
+
+
+def test_a_plus_in_a_directory_of_a_file_name_is_no_design() -> None:
+    assert split_build_name("/tmp/a+b/qemu-build") == ("/tmp/a+b/qemu-build", None)
+
+
+def test_a_design_build_keeps_what_its_base_says() -> None:
+    base = get_build("10.0.2")  # an imported build: its Debian package is known
+    built = get_build("10.0.2+rfc-v2")
+    assert built.package == base.package == "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1"
+    assert (built.seoib_design, base.seoib_design) == ("rfc-v2", "none")
+    reaching = Build("reaching", base.version, base.kind, list(base.machines.values()),
+                     base.listing, lambda: base.qom, globals_reach_accel=True)
+    assert overlay(reaching, parse_design("rfc-v2")).globals_reach_accel is True
+
+
+def test_the_gate_type_is_its_familys_newest_under_the_new_version() -> None:
+    base, built = get_build("10.2"), get_build("10.2+gated")
+    for old in ("pc-q35-10.2", "pc-i440fx-10.2"):
+        gate = built.machines[old.replace("10.2", "11.0")]
+        assert gate.version == MachineVersion("", (11, 0))
+        assert gate.build == base.machines[old].build == "10.2"
+        # its QOM type is the newest one's of the same family, not the other family's
+        assert built.qom.properties(f"{gate.name}-machine") == \
+            base.qom.properties(f"{old}-machine")
+    assert built.qom.properties("pc-q35-11.0-machine") != \
+        base.qom.properties("pc-i440fx-10.2-machine")
+
+
+def test_opt_in_policy_property_in_full() -> None:
+    built = get_build("10.2+opt-in")
+    info = built.qom.properties("kvm-accel")["seoib-policy"]
+    assert info.description == ("Suppress EOI Broadcast policy (the RFC's opt-in design): "
+                                "quirked, respected or not-advertised")
+    r = Resolver(configure(built, parse_args(["-M", "q35", "-accel", "kvm"])))
+    assert r.resolve("kvm-accel", "seoib-policy").source.describe() == "default: type default"
+
+
+def _tagged(name: str, family: str, prefix: str, tag: str, numbers: tuple[int, ...]
+            ) -> type[MachineType]:
+    """A downstream machine type with a tagged version (pc-q35-rhel9.4.0)."""
+    return type(name, (MachineType,), {"name": name, "family": family, "prefix": prefix,
+                                       "version": MachineVersion(tag, numbers)})
+
+
+def test_tagged_machine_types_are_not_gated_nor_the_newest() -> None:
+    built = get_build("10.2+gated:10.1")
+    rhel = _tagged("pc-q35-rhel9.4.0", "pc_q35", "pc-q35", "rhel", (9, 4, 0))
+    assert gated_in(built, rhel)  # like unversioned types: no compat props to gate by
+    base = get_build("10.2")
+    future = _tagged("pc-q35-rhel99.0.0", "pc_q35", "pc-q35", "rhel", (99, 0, 0))
+    downstream = Build("downstream", base.version, base.kind, [*base.machines.values(), future],
+                       [*base.listing, future.name], lambda: base.qom)
+    assert newest_version(downstream) == (10, 2)
+
+
+def test_the_gate_type_keeps_its_newest_types_irqchip_default() -> None:
+    """Over a build whose newest q35 type is pc-q35-4.0 (the one type whose kernel-irqchip
+    defaults to split), the gate type pc-q35-4.1 is that type under a new version."""
+    base = get_build("10.0.2")
+    upto = [m for m in base.machines.values() if m.version is None or
+            m.version.numbers <= (4, 0)]
+    old = Build("4.0-like", (4, 0), base.kind, upto, [n for n in base.listing
+                                                    if n in {m.name for m in upto}],
+                lambda: base.qom)
+    built = overlay(old, parse_design("gated"))
+    assert built.machines["pc-q35-4.0"].default_kernel_irqchip_split is True
+    assert built.machines["pc-q35-4.1"].default_kernel_irqchip_split is True
+    assert built.machines["pc-i440fx-4.1"].default_kernel_irqchip_split is False
+
+
+def test_a_gate_type_without_a_qom_type_to_copy_gets_none() -> None:
+    """A build whose QOM data lacks its newest q35 type's class (a build file may) still
+    gets the gate types; only the QOM types it can copy are added."""
+    base = get_build("10.2")
+
+    def qom_without_newest_q35() -> QomTypes:
+        qom = base._qom()
+        del qom.parents["pc-q35-10.2-machine"]
+        return qom
+
+    partial = Build("partial", base.version, base.kind, list(base.machines.values()),
+                    base.listing, qom_without_newest_q35)
+    built = overlay(partial, parse_design("gated"))
+    assert "pc-q35-11.0" in built.machines and "pc-q35-11.0-machine" not in built.qom
+    assert "pc-i440fx-11.0-machine" in built.qom

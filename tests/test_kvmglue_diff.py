@@ -16,8 +16,18 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from kvmglue._cdefs import KVM_CAP_X2APIC_API, X2APIC_API_SEOIB
-from kvmglue.conformance import ALL_CASES, CASES, Case, run_case
+from kvmglue._cdefs import KVM_CAP_X2APIC_API, X2APIC_API_SEOIB, X2ApicApi
+from kvmglue.conformance import (
+    ALL_CASES,
+    CASES,
+    Case,
+    CreateVcpu,
+    ReadLvr,
+    SetCpuid,
+    SplitIrqchip,
+    X2ApicApiFlags,
+    run_case,
+)
 from kvmglue.kvm import Kvm, open_kvm
 from kvmglue.probe import probe
 from kvmglue.profile import CaseResult
@@ -116,3 +126,47 @@ def test_flipped_rule_is_caught_against_real_kernel(
 
 def test_probe_cases_are_part_of_the_differential_list() -> None:
     assert set(CASES) <= set(ALL_CASES)
+
+
+# -- what a flipped rule does: only what its SimRules docstring says --------------------
+
+_CHOICES = {"ENABLE": X2ApicApi.ENABLE_SUPPRESS_EOI_BROADCAST,
+            "DISABLE": X2ApicApi.DISABLE_SUPPRESS_EOI_BROADCAST}
+
+
+def _choices_case(*names: str) -> Case:
+    """A split-irqchip VM that makes the SEOIB choices ``names``, then an x2APIC vCPU."""
+    return Case("choices-" + "-".join(names), "SEOIB choices " + ", ".join(names),
+                (SplitIrqchip(), *(X2ApicApiFlags(_CHOICES[n]) for n in names), CreateVcpu(),
+                 SetCpuid(), ReadLvr()))
+
+
+FIRST_CHOICE_STAYS = [(first, second) for first in _CHOICES for second in _CHOICES]
+
+
+def _first_choice_stays(reference: Kvm, first: str, second: str) -> None:
+    """SimRules(last_choice_wins=False): "the first choice stays, later ones are accepted
+    and ignored": a VM that chose twice reads the LVR that ``reference`` gives for the first
+    choice alone, and a single choice is unaffected."""
+    with sim_kvm(seoib=True, rules=SimRules(last_choice_wins=False)) as flipped:
+        twice = run_case(flipped, _choices_case(first, second))
+        once = run_case(flipped, _choices_case(first))
+    expected = run_case(reference, _choices_case(first))
+    assert twice.outcome.results[2] == "ok"  # the second choice is accepted...
+    assert twice.outcome.lvr_reads == expected.outcome.lvr_reads  # ...and ignored
+    assert once.outcome == expected.outcome
+
+
+@pytest.mark.parametrize(("first", "second"), FIRST_CHOICE_STAYS)
+def test_flipped_last_choice_wins_keeps_the_first_choice(first: str, second: str) -> None:
+    with sim_kvm(seoib=True) as correct:
+        _first_choice_stays(correct, first, second)
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize(("first", "second"), FIRST_CHOICE_STAYS)
+def test_flipped_last_choice_wins_keeps_the_real_first_choice(real_kvm: Kvm, first: str,
+                                                               second: str) -> None:
+    if not host_has_seoib(real_kvm):
+        pytest.skip("the real kernel has no SEOIB flags to choose with")
+    _first_choice_stays(real_kvm, first, second)
