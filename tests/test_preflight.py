@@ -495,3 +495,211 @@ def test_qmp_monitor_held_by_another_client_fails_fast(qemu_binary: str, capsys:
         proc.wait(timeout=10)
     assert code == 4 and took < 8
     assert "held by another client" in err and "virsh qemu-monitor-command" in err
+
+
+# -- every reason in full: code, severity, message and fix, word for word ----------------
+#
+# The sentences are the tool's own (they are what a user reads), except the lines quoted from
+# QEMU, which are written here as the real builds print them (the migration and RFC oracles
+# check those against the binaries): a changed word in any of them fails here.
+
+UNKNOWN_10_0 = ("Unknown savevm section or instance '{}' 0. Make sure that your current VM "
+                "setup matches your saved VM setup, including any hotplugged devices")
+UNKNOWN_10_2 = "load of migration failed: Invalid argument: " + UNKNOWN_10_0.replace(
+    "savevm section", "section")
+SPLIT_FIX = ("configure the destination with kernel-irqchip=split (libvirt: "
+             "<ioapic driver='qemu'/>), as the source")
+NEW_KERNEL = "or choose a destination whose kernel has the SEOIB API (Linux 7.0, 6.18.y, 6.19.y)"
+QUIRKED_BY_DESIGN = {
+    "opt-in": "power the VM on with -accel kvm,seoib-policy=quirked (it takes a restart) to "
+              "keep it movable to hosts without SEOIB support",
+    "gated": "power the VM on with a machine type older than the gate (a cold restart) to keep "
+             "it movable to hosts without SEOIB support",
+    "rfc-v2": "the posted code has no setting: only a power-on without a split irqchip "
+              "(kernel-irqchip=on) or on a QEMU without the RFC keeps the VM QUIRKED",
+}
+PIC_20_VS_KVM = ("ioapic-version-mismatch", "blocked",
+                 "the source's IOAPIC is ioapic version 0x20, the destination would build "
+                 "kvm-ioapic version 0x11",
+                 "configure the destination like the source: same kernel-irqchip mode and "
+                 "-global ioapic.version=0x20")
+KVMCLOCK_10_2 = ("accelerator-mismatch", "blocked",
+                 "the VM runs under KVM and the destination would run without it: its stream "
+                 "carries a kvmclock section, which QEMU {} on linux-7.0/{} refuses with "
+                 f"\"{UNKNOWN_10_2.format('kvmclock')}\"",
+                 "run the destination with -accel kvm, as the source")
+
+FULL_REASONS: list[tuple[str, str, SeoibState | None, str, str | None,
+                         list[tuple[str, str, str, str]]]] = [
+    # (source build, source args, state, destination, --dest-args, reasons)
+    *((f"10.2+{design}", f"-M pc-q35-10.0 {SPLIT}", R, "linux-7.0/10.0.2", None, [(
+        "seoib-section-unsupported", "blocked",
+        "the VM's SEOIB state is RESPECTED, so its stream carries x86-seoib-state, which QEMU "
+        "10.0.2 on linux-7.0/10.0.2 cannot load: it refuses the stream with "
+        f"\"{UNKNOWN_10_0.format('x86-seoib-state')}\"",
+        f"{fix}, or upgrade the destination to a QEMU with the same SEOIB design")])
+      for design, fix in QUIRKED_BY_DESIGN.items()),
+    ("10.2+rfc-v2", f"-M pc-q35-10.0 {SPLIT}", N, "linux-7.0/10.2", None, [(
+        "seoib-section-unsupported", "blocked",
+        "the VM's SEOIB state is NOT_ADVERTISED, so its stream carries x86-seoib-state, which "
+        "QEMU 10.2 on linux-7.0/10.2 cannot load: it refuses the stream with "
+        f"\"{UNKNOWN_10_2.format('x86-seoib-state')}\"",
+        f"{QUIRKED_BY_DESIGN['rfc-v2']}, or upgrade the destination to a QEMU with the same "
+        "SEOIB design")]),
+    ("10.2+gated:10.1", f"-M pc-q35-10.1 {SPLIT}", R, "linux-6.12/10.2+rfc-v2", None, [(
+        "seoib-destination-abort", "blocked",
+        "the VM's SEOIB state is RESPECTED, which needs KVM_X2APIC_API "
+        "ENABLE_SUPPRESS_EOI_BROADCAST; kernel linux-6.12 (6.12.0) on linux-6.12/10.2+rfc-v2 "
+        "lacks it, so QEMU 10.2+rfc-v2 prints \"Failed to set KVM LAPIC SEOIB flags\" and calls "
+        "abort(): the destination QEMU crashes",
+        f"{QUIRKED_BY_DESIGN['gated']}, {NEW_KERNEL}")]),
+    ("10.2+rfc-v2", f"-M pc-q35-10.2 {SPLIT}", R, "linux-7.0/10.2+gated", "-accel kvm", [(
+        "seoib-destination-abort", "blocked",
+        "the VM's stream carries x86-seoib-state (RESPECTED) and the destination would run "
+        "kernel-irqchip=on: QEMU 10.2+gated on linux-7.0/10.2+gated prints \"SEOIB state is only "
+        "valid for split irqchip mode.\" and calls abort(): the destination QEMU crashes",
+        SPLIT_FIX), PIC_20_VS_KVM]),
+    ("10.2+rfc-v2", f"-M pc-q35-10.2 {SPLIT}", N, "linux-7.0/10.2+rfc-v2", "-accel tcg", [
+        tuple(s.format("10.2+rfc-v2", "10.2+rfc-v2") for s in KVMCLOCK_10_2), (
+            "seoib-destination-abort", "blocked",
+            "the VM's stream carries x86-seoib-state (NOT_ADVERTISED) and the destination would "
+            "run without KVM: QEMU 10.2+rfc-v2 on linux-7.0/10.2+rfc-v2 prints \"SEOIB state is "
+            "only valid for split irqchip mode.\" and calls abort(): the destination QEMU "
+            "crashes", SPLIT_FIX)]),
+    ("10.2+opt-in", f"-M pc-q35-10.2 {SPLIT}", N, "linux-6.12/10.2+opt-in", "-accel kvm", [(
+        "seoib-kernel-api-missing", "blocked",
+        "the VM's SEOIB state is NOT_ADVERTISED, which needs KVM_X2APIC_API "
+        "DISABLE_SUPPRESS_EOI_BROADCAST; kernel linux-6.12 (6.12.0) on linux-6.12/10.2+opt-in "
+        "lacks it", f"{QUIRKED_BY_DESIGN['opt-in']}, {NEW_KERNEL}"), (
+        "seoib-irqchip-mismatch", "blocked",
+        "the VM's SEOIB state is NOT_ADVERTISED, which needs a split irqchip, but the "
+        "destination would run kernel-irqchip=on", SPLIT_FIX), PIC_20_VS_KVM]),
+    ("10.2+opt-in", f"-M pc-q35-10.2 {SPLIT}", R, "linux-7.0/10.2+opt-in", "-accel tcg", [
+        tuple(s.format("10.2+opt-in", "10.2+opt-in") for s in KVMCLOCK_10_2), (
+            "seoib-irqchip-mismatch", "blocked",
+            "the VM's SEOIB state is RESPECTED, which needs a split irqchip, but the "
+            "destination would run without KVM", SPLIT_FIX)]),
+    ("10.2", f"-M q35 {SPLIT}", Q, "linux-7.0/10.2", None, [(
+        "alias-not-pinned", "warning",
+        "the VM was configured with 'q35', which QEMU 10.2 resolved to pc-q35-10.2; another "
+        "QEMU resolves it to its own newest type",
+        "use 'pc-q35-10.2' in the VM's definition so that every host builds the same machine")]),
+    ("10.2", f"-M pc-q35-7.2 {SPLIT}", Q, "linux-7.0/10.2", None, [(
+        "machine-type-deprecated", "warning",
+        "QEMU 10.2 marks pc-q35-7.2 deprecated (machine types are withdrawn 6 years after "
+        "their release)", "plan a move to a newer machine type at the VM's next cold restart")]),
+    ("10.2", f"-M pc-q35-10.2 {SPLIT}", Q, "linux-7.0/10.0.2", None, [(
+        "machine-type-unknown", "blocked",
+        "QEMU 10.0.2 on linux-7.0/10.0.2 does not know pc-q35-10.2; its closest is "
+        "pc-q35-10.0; it refuses to start: \"unsupported machine type: \"pc-q35-10.2\"\"",
+        "keep the VM on hosts whose QEMU has this machine type, or move it to a type the "
+        "destination knows with a cold restart (e.g. pc-q35-10.0)")]),
+    ("10.0", f"-M pc-q35-4.1 {SPLIT}", Q, "linux-7.0/10.2", None, [(
+        "machine-type-unknown", "blocked",
+        "QEMU 10.2 on linux-7.0/10.2 does not know pc-q35-4.1 (not available since QEMU 10.1: "
+        "no longer registered: machine types are withdrawn 6 years after their release); its "
+        "closest is pc-q35-5.0; it refuses to start: \"unsupported machine type: "
+        "\"pc-q35-4.1\"\"",
+        "keep the VM on hosts whose QEMU has this machine type, or move it to a type the "
+        "destination knows with a cold restart (e.g. pc-q35-5.0)")]),
+    ("10.2", f"-M pc-q35-10.2 {SPLIT}", Q, "linux-7.0/10.2",
+     f"{SPLIT} -global ioapic.version=0x13", [(
+         "destination-config-invalid", "blocked",
+         "QEMU 10.2 on linux-7.0/10.2 would refuse the configuration: IOAPIC only supports "
+         "version 0x11 or 0x20 (default: 0x20).",
+         "fix the destination's configuration (--dest-args) so that its QEMU accepts it")]),
+    ("10.2", f"-M pc-q35-10.2 {SPLIT}", Q, "linux-7.0/10.2",
+     f"{SPLIT} -global ioapic.version=0x11", [(
+         "ioapic-version-mismatch", "blocked",
+         "the source's IOAPIC is ioapic version 0x20, the destination would build ioapic "
+         "version 0x11",
+         "configure the destination like the source: same kernel-irqchip mode and "
+         "-global ioapic.version=0x20")]),
+    ("10.1", f"-M pc-q35-10.0 {SPLIT}", Q, "linux-7.0/10.1.2", None, [(
+        "compat-drift", "blocked",
+        "pc-q35-10.0 differs between QEMU 10.1 and QEMU 10.1.2: x86_64-cpu.x-arch-cap-always-on: "
+        "False on 10.1 (behaviour of QEMU 10.1, which has no such property) but True on 10.1.2 "
+        "(pc_compat_10_0[2]); x86_64-cpu.x-pdcm-on-even-without-pmu: False on 10.1 (behaviour "
+        "of QEMU 10.1, which has no such property) but True on 10.1.2 (pc_compat_10_0[3])",
+        "migrate to a QEMU build that resolves this machine type the same way, or pin the "
+        "listed properties on the destination with -global to the source's values")]),
+    ("10.1.2", f"-M pc-q35-10.0 {SPLIT}", Q, "linux-7.0/10.1", None, [(
+        "compat-drift", "blocked",
+        "pc-q35-10.0 differs between QEMU 10.1.2 and QEMU 10.1: x86_64-cpu.x-arch-cap-always-on: "
+        "True on 10.1.2 (pc_compat_10_0[2]) but False on 10.1 (behaviour of QEMU 10.1, which "
+        "has no such property); x86_64-cpu.x-pdcm-on-even-without-pmu: True on 10.1.2 "
+        "(pc_compat_10_0[3]) but False on 10.1 (behaviour of QEMU 10.1, which has no such "
+        "property)",
+        "migrate to a QEMU build that resolves this machine type the same way (QEMU 10.1 has no "
+        "property for x-arch-cap-always-on, x-pdcm-on-even-without-pmu: a later point release "
+        "does)")]),
+]
+
+
+@pytest.mark.parametrize("row", FULL_REASONS,
+                         ids=[f"{r[0]} {r[1]} {r[2] and r[2].name}->{r[3]} {r[4]}"
+                              for r in FULL_REASONS])
+def test_every_reason_in_full(row: tuple[Any, ...]) -> None:
+    release, args, state, dest, dest_args, reasons = row
+    d = verdict(args, dest, state, release, dest_args)
+    assert [tuple(r) for r in d.reasons] == [tuple(r) for r in reasons]
+    severities = {r[1] for r in reasons}
+    assert d.verdict == ("blocked" if "blocked" in severities else "warn")
+    assert [r.to_json() for r in d.reasons] == [
+        {"code": c, "severity": s, "message": m, "fix": f} for c, s, m, f in reasons]
+
+
+def test_a_clean_destination_is_ok_and_judge_all_passes_dest_args() -> None:
+    from machines.preflight import judge_all
+
+    config = configure(get_build("10.2"), parse_args(f"-M pc-q35-10.2 {SPLIT}".split()))
+    source = source_from(config, Q, "test")
+    dests = [from_spec("linux-7.0/10.2"), from_spec("linux-6.12/10.2")]
+    assert [(d.host, d.verdict, d.reasons) for d in judge_all(source, dests)] == [
+        ("linux-7.0/10.2", "ok", ()), ("linux-6.12/10.2", "ok", ())]
+    # --dest-args reach every destination: KVM's IOAPIC (0x11) there, the source's is 0x20
+    got = judge_all(source, dests, parse_args(["-accel", "kvm"]))
+    assert [(d.verdict, codes(d)) for d in got] == [("blocked", ["ioapic-version-mismatch"])] * 2
+
+
+def test_source_from_keeps_the_decision_and_reads_the_ioapic_of_pc_machines() -> None:
+    from machines.i386.seoib import decide, inputs_from
+    from machines.kernels import caps
+    from machines.resolve import Resolver
+
+    config = configure(get_build("10.2+rfc-v2"), parse_args(f"-M pc-q35-10.2 {SPLIT}".split()))
+    decision = decide(inputs_from(Resolver(config)), caps(shipped("linux-7.0")))
+    source = source_from(config, decision.state, "power-on", decision)
+    assert source.decision is decision and source.state is R
+    assert source.state_origin == "power-on" and source.kernel_irqchip == "split"
+    assert source.ioapic is not None
+    assert (source.ioapic.type, source.ioapic.version) == ("ioapic", 0x20)
+    # -global ioapic.version=0x11 is read; KVM's own IOAPIC is kvm-ioapic 0x11
+    for args, pic in [(f"-M pc-i440fx-10.2 {SPLIT} -global ioapic.version=0x11",
+                       ("ioapic", 0x11)), ("-M pc-q35-10.2 -accel kvm", ("kvm-ioapic", 0x11))]:
+        got = source_from(configure(get_build("10.2"), parse_args(args.split())), Q, "x")
+        assert got.ioapic is not None and (got.ioapic.type, got.ioapic.version) == pic
+    # microvm is no PC: no IOAPIC the rules compare
+    microvm = source_from(configure(get_build("10.2"), parse_args(
+        f"-M microvm {SPLIT}".split())), Q, "x")
+    assert microvm.ioapic is None and microvm.decision is None
+    tcg = source_from(configure(get_build("10.2"), parse_args(
+        ["-M", "pc-q35-10.2", "-accel", "tcg"])), None, "x")
+    assert tcg.kernel_irqchip is None
+
+
+def test_target_of_takes_the_kernel_profile_and_names_the_host() -> None:
+    from machines.kernels import caps
+    from machines.preflight import target_of
+
+    for spec, kernel, release in [("linux-6.12/10.2", "linux-6.12", "6.12.0"),
+                                  ("linux-7.0/10.2+opt-in", "linux-7.0", None)]:
+        target = target_of(from_spec(spec))
+        profile = shipped(kernel)
+        assert target.caps == caps(profile)  # name, both flags and /dev/kvm's own bits
+        assert target.caps.system == profile.x2apic_api.system is not None
+        assert target.build.name == spec.split("/")[1]
+        assert target.where == f" on {spec}"
+        assert target.kernel == f"kernel {kernel} ({profile.kernel_release}) on {spec}"
+        if release:
+            assert profile.kernel_release == release

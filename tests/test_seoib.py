@@ -14,6 +14,7 @@ from machines.i386.seoib import (
     ENABLE,
     KernelCaps,
     SeoibDecision,
+    SeoibInputs,
     SeoibState,
     check_restore,
     decide,
@@ -279,3 +280,475 @@ def test_state_names() -> None:
     assert SeoibState.parse("not-advertised") is N
     assert SeoibState.parse("enabled") is R
     assert [s.value for s in SeoibState] == [0, 1, 2]
+
+
+# -- snapshot restore, every outcome in full -----------------------------------------------
+#
+# The kernel's rules (Documentation/virt/kvm/api.rst, KVM_CAP_X2APIC_API): the mode only moves
+# QUIRKED -> ENABLED <-> DISABLED, ENABLE needs a split irqchip (test_seoib_kvm checks both on
+# /dev/kvm); the RFC's code ignores a snapshot without the section and abort()s where a flag
+# cannot be set (test_rfc_oracle); a QEMU without SEOIB code knows no section.
+
+ONLY_ENABLE = KernelCaps("only-enable", True, False)
+ONLY_DISABLE = KernelCaps("only-disable", False, True)
+NEW_API = "restore it on a host whose kernel has the SEOIB API (Linux 7.0, 6.18.y, 6.19.y)"
+UNKNOWN = ("Unknown savevm section or instance 'x86-seoib-state' 0. Make sure that your current "
+           "VM setup matches your saved VM setup, including any hotplugged devices")
+FLAG_NAME = {R: "ENABLE_SUPPRESS_EOI_BROADCAST", N: "DISABLE_SUPPRESS_EOI_BROADCAST"}
+
+
+def _restore_expected(current: SeoibState, snapshot: SeoibState, kernel: KernelCaps,
+                      irqchip: str, design: str) -> tuple[Any, ...]:
+    """(allowed, flags, reason, fix, warning, aborts) by the rules above."""
+    has = {Q: True, R: kernel.enable, N: kernel.disable}[snapshot]
+    flag = {Q: 0, R: ENABLE, N: DISABLE}[snapshot]
+    if design == "none":
+        if snapshot is Q:
+            return True, 0, "no section, nothing to set", None, None, False
+        return (False, 0, f"the snapshot carries x86-seoib-state, which this QEMU cannot load: "
+                f"{UNKNOWN}", "restore it with a QEMU that has the SEOIB design that saved it",
+                None, False)
+    if snapshot is current:
+        return True, 0, f"both are {current.name}: nothing to set", None, None, False
+    if design in ("rfc-v2", "gated"):
+        if snapshot is Q:
+            return (True, 0, "the snapshot has no x86-seoib-state: the RFC code sets nothing, so "
+                    f"the VM keeps {current.name}",
+                    "restart QEMU with -loadvm (a new VM starts QUIRKED)",
+                    f"the snapshot was QUIRKED but the VM goes on {current.name}, silently",
+                    False)
+        if irqchip != "split":
+            return (False, 0, "QEMU prints \"SEOIB state is only valid for split irqchip mode.\" "
+                    "and calls abort(): the VM is lost",
+                    "restore it on a VM started with kernel-irqchip=split", None, True)
+        if not has:
+            return (False, 0, f"kernel {kernel.name} lacks {FLAG_NAME[snapshot]}: QEMU prints "
+                    "\"Failed to set KVM LAPIC SEOIB flags\" and calls abort(): the VM is lost",
+                    NEW_API, None, True)
+        return (True, flag, f"kvm_lapic_seoib_set_state state={snapshot.value}: "
+                f"{FLAG_NAME[snapshot]} is set", None, None, False)
+    if snapshot is Q:
+        return (False, 0, f"the VM's kernel mode is already {current.name} and KVM never "
+                "returns to the legacy QUIRKED mode once a flag is set",
+                "restart QEMU with -loadvm (a new VM starts QUIRKED and loads the snapshot's "
+                "state)", None, False)
+    if snapshot is R and irqchip != "split":
+        return (False, 0, "RESPECTED needs a split irqchip; this VM's IOAPIC is in the kernel",
+                "restore it on a VM started with kernel-irqchip=split", None, False)
+    if not has:
+        return (False, 0, f"kernel {kernel.name} lacks {FLAG_NAME[snapshot]}", NEW_API, None,
+                False)
+    how = ("the first flag leaves QUIRKED for good" if current is Q
+           else "ENABLED and DISABLED switch freely; the last call wins")
+    return (True, flag, f"{FLAG_NAME[snapshot]} is set ({how}); the guest sees it when the "
+            "snapshot's LAPIC state is loaded", None, None, False)
+
+
+RESTORE_FULL = [
+    (current, snapshot, kernel, irqchip, design)
+    for design in ("opt-in", "rfc-v2", "gated", "none")
+    for current in (Q, R, N) if design != "none" or current is Q
+    for snapshot in (Q, R, N)
+    for kernel in (NEW, OLD, ONLY_ENABLE, ONLY_DISABLE)
+    for irqchip in ("split", "on")
+]
+
+
+@pytest.mark.parametrize("design", ["opt-in", "rfc-v2", "gated", "none"])
+def test_snapshot_restore_every_outcome_in_full(design: str) -> None:
+    for current, snapshot, kernel, irqchip, row_design in RESTORE_FULL:
+        if row_design != design:
+            continue
+        got = check_restore(current, snapshot, kernel, irqchip, design)
+        want = _restore_expected(current, snapshot, kernel, irqchip, design)
+        where = (current, snapshot, kernel.name, irqchip, design)
+        assert (got.current, got.snapshot) == (current, snapshot), where
+        assert (got.allowed, got.flags, got.reason, got.fix, got.warning, got.aborts) == want, \
+            where
+
+
+def test_snapshot_restore_defaults_are_split_and_opt_in() -> None:
+    # the opt-in rules (not the RFC's) with a split irqchip (RESPECTED is allowed)
+    assert check_restore(R, Q, NEW) == check_restore(R, Q, NEW, "split", "opt-in")
+    assert not check_restore(R, Q, NEW).allowed  # the RFC would let it through, silently
+    assert check_restore(Q, R, NEW).allowed  # opt-in with kernel-irqchip=on refuses it
+    with pytest.raises(ValueError, match="a VM of a QEMU without SEOIB code is always QUIRKED"):
+        check_restore(R, R, NEW, design="none")
+
+
+# -- every step of the trace, word for word -----------------------------------------------
+#
+# The trace is what `machines seoib` shows a user.  The RFC's own lines (kvm_lapic_seoib_set_state
+# state=N, its failure, the fallback warning and the abort lines) are those test_rfc_oracle reads
+# from the RFC's binary; the rest is this tool's wording, pinned so that a changed word fails.
+# One configuration per branch of the opt-in rules, the stream rules and the RFC's code.
+
+FULL_TRACES: list[tuple[Any, ...]] = [
+    # (build, kernel, stream, state, aborts, QEMU args, error, warnings, [(rule, message)])
+    ('10.2+opt-in', NEW, None, Q, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split',
+     None,
+     [], [
+         ('policy',
+          'seoib-policy=quirked (default: type default)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, version 0x20 from default: '
+          'type default)'),
+         ('quirked',
+          'quirked: no flag is set; KVM advertises SEOIB under a split irqchip but keeps '
+          'broadcasting EOIs'),
+         ('guest',
+          'LVR bit 24 set but not honoured: KVM keeps broadcasting EOIs (the legacy quirk)'),
+         ('migration',
+          'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
+     ]),
+    ('10.2+opt-in', NEW, None, Q, False,
+     '-M pc-q35-10.2 -accel kvm',
+     None,
+     [], [
+         ('policy',
+          'seoib-policy=quirked (default: type default)'),
+         ('kvm-lapic',
+          "KVM LAPIC with kernel-irqchip=on (in-kernel IOAPIC, version 0x11 from kvm: KVM's "
+          'in-kernel IOAPIC is version 0x11 (kernel-irqchip=on))'),
+         ('quirked',
+          'quirked: no flag is set'),
+         ('guest',
+          'LVR bit 24 clear (quirked mode, in-kernel IOAPIC)'),
+         ('migration',
+          'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
+     ]),
+    ('10.2+opt-in', NEW, None, None, False,
+     '-M pc-q35-10.2 -accel kvm,seoib-policy=respected',
+     'seoib-policy=respected needs kernel-irqchip=split: KVM rejects '
+     'ENABLE_SUPPRESS_EOI_BROADCAST with an in-kernel IOAPIC',
+     [], [
+         ('policy',
+          'seoib-policy=respected (accel: -accel kvm,seoib-policy=respected)'),
+         ('kvm-lapic',
+          "KVM LAPIC with kernel-irqchip=on (in-kernel IOAPIC, version 0x11 from kvm: KVM's "
+          'in-kernel IOAPIC is version 0x11 (kernel-irqchip=on))'),
+         ('refused',
+          'seoib-policy=respected needs kernel-irqchip=split: KVM rejects '
+          'ENABLE_SUPPRESS_EOI_BROADCAST with an in-kernel IOAPIC'),
+     ]),
+    ('10.2+opt-in', NEW, None, R, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split,seoib-policy=respected -global '
+     'ioapic.version=0x11',
+     None,
+     ['seoib-policy=respected with IOAPIC version 0x11: the opt-in design does not look at the '
+      'IOAPIC; that one has no EOI register, so a guest that turns on directed EOI never EOIs '
+      'level-triggered interrupts',
+      ], [
+         ('policy',
+          'seoib-policy=respected (accel: -accel kvm,kernel-irqchip=split,seoib-policy=respected)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, version 0x11 from global: '
+          '-global ioapic.version=0x11)'),
+         ('no-ioapic-lookup',
+          'seoib-policy=respected with IOAPIC version 0x11: the opt-in design does not look at '
+          'the IOAPIC; that one has no EOI register, so a guest that turns on directed EOI '
+          'never EOIs level-triggered interrupts'),
+         ('respected',
+          'respected: ENABLE_SUPPRESS_EOI_BROADCAST is set'),
+         ('guest',
+          'LVR bit 24 set and honoured: EOI broadcast is suppressed once the guest sets SPIV '
+          'bit 12'),
+         ('migration',
+          'the stream carries x86-seoib-state (RESPECTED)'),
+     ]),
+    ('10.2+opt-in', NEW, None, N, False,
+     '-M pc-q35-10.2 -accel kvm,seoib-policy=not-advertised',
+     None,
+     [], [
+         ('policy',
+          'seoib-policy=not-advertised (accel: -accel kvm,seoib-policy=not-advertised)'),
+         ('kvm-lapic',
+          "KVM LAPIC with kernel-irqchip=on (in-kernel IOAPIC, version 0x11 from kvm: KVM's "
+          'in-kernel IOAPIC is version 0x11 (kernel-irqchip=on))'),
+         ('not-advertised',
+          'not-advertised: DISABLE_SUPPRESS_EOI_BROADCAST is set (harmless: KVM never '
+          'advertises SEOIB with an in-kernel IOAPIC)'),
+         ('guest',
+          'LVR bit 24 clear (disabled mode, in-kernel IOAPIC)'),
+         ('migration',
+          'no x86-seoib-state section: it is only sent with a split irqchip'),
+     ]),
+    ('10.2+opt-in', OLD, None, None, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split,seoib-policy=not-advertised',
+     'kernel linux-6.12 lacks KVM_X2APIC_API DISABLE_SUPPRESS_EOI_BROADCAST (bit 3), which '
+     'NOT_ADVERTISED needs',
+     [], [
+         ('policy',
+          'seoib-policy=not-advertised (accel: -accel '
+          'kvm,kernel-irqchip=split,seoib-policy=not-advertised)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, version 0x20 from default: '
+          'type default)'),
+         ('refused',
+          'kernel linux-6.12 lacks KVM_X2APIC_API DISABLE_SUPPRESS_EOI_BROADCAST (bit 3), '
+          'which NOT_ADVERTISED needs'),
+     ]),
+    ('10.2+opt-in', NEW, None, Q, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -incoming defer',
+     None,
+     [], [
+         ('policy',
+          'seoib-policy=quirked (default: type default)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, version 0x20 from default: '
+          'type default)'),
+         ('deferred',
+          '-incoming: the state comes from the stream, whatever the policy; flags are set '
+          'after the section loads and before the LAPIC state does'),
+         ('stream',
+          'no x86-seoib-state section known yet: QUIRKED unless the stream says otherwise'),
+         ('guest',
+          'LVR bit 24 set but not honoured: KVM keeps broadcasting EOIs (the legacy quirk)'),
+         ('migration',
+          'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
+     ]),
+    ('10.2+opt-in', OLD, N, None, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -incoming defer',
+     'cannot load the stream: kernel linux-6.12 lacks KVM_X2APIC_API '
+     'DISABLE_SUPPRESS_EOI_BROADCAST (bit 3), which NOT_ADVERTISED needs',
+     [], [
+         ('policy',
+          'seoib-policy=quirked (default: type default)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, version 0x20 from default: '
+          'type default)'),
+         ('deferred',
+          '-incoming: the state comes from the stream, whatever the policy; flags are set '
+          'after the section loads and before the LAPIC state does'),
+         ('stream',
+          "the stream's x86-seoib-state is NOT_ADVERTISED"),
+         ('refused',
+          'cannot load the stream: kernel linux-6.12 lacks KVM_X2APIC_API '
+          'DISABLE_SUPPRESS_EOI_BROADCAST (bit 3), which NOT_ADVERTISED needs'),
+     ]),
+    ('10.2+opt-in', NEW, R, R, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -incoming defer',
+     None,
+     [], [
+         ('policy',
+          'seoib-policy=quirked (default: type default)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, version 0x20 from default: '
+          'type default)'),
+         ('deferred',
+          '-incoming: the state comes from the stream, whatever the policy; flags are set '
+          'after the section loads and before the LAPIC state does'),
+         ('stream',
+          "the stream's x86-seoib-state is RESPECTED"),
+         ('guest',
+          'LVR bit 24 set and honoured: EOI broadcast is suppressed once the guest sets SPIV '
+          'bit 12'),
+         ('migration',
+          'the stream carries x86-seoib-state (RESPECTED)'),
+     ]),
+    ('10.2+gated', NEW, None, R, False,
+     '-M pc-q35-11.0 -accel kvm,kernel-irqchip=split',
+     None,
+     [], [
+         ('design',
+          'design gated: the RFC v2 code for machine types from 11.0 on'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('ioapic',
+          'no -global sets the IOAPIC version: the RFC assumes 0x20'),
+         ('set-state',
+          'kvm_lapic_seoib_set_state state=1 (RESPECTED from IOAPIC 0x20: '
+          'ENABLE_SUPPRESS_EOI_BROADCAST)'),
+         ('guest',
+          'LVR bit 24 set and honoured: EOI broadcast is suppressed once the guest sets SPIV '
+          'bit 12'),
+         ('migration',
+          'the stream carries x86-seoib-state (RESPECTED)'),
+     ]),
+    ('10.2+gated:10.1', NEW, None, None, False,
+     '-M pc-q35-10.1 -accel kvm,kernel-irqchip=off',
+     None,
+     [], [
+         ('design',
+          'design gated: the RFC v2 code for machine types from 10.1 on'),
+         ('no-kvm-lapic',
+          'kernel-irqchip=off: the RFC code does nothing, there is no SEOIB state'),
+         ('guest',
+          "QEMU's userspace APIC never advertises directed EOI"),
+     ]),
+    ('10.2+rfc-v2', NEW, R, None, True,
+     '-M pc-q35-10.2 -accel tcg -incoming defer',
+     'QEMU aborts: SEOIB state is only valid for split irqchip mode.',
+     ['QEMU prints "SEOIB state is only valid for split irqchip mode." and calls abort() when '
+      'loading x86-seoib-state without a split irqchip: the QEMU process crashes (SIGABRT)',
+      ], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('no-kvm-lapic',
+          'not KVM: the RFC code does nothing, there is no SEOIB state'),
+         ('rfc-abort',
+          'QEMU prints "SEOIB state is only valid for split irqchip mode." and calls abort() '
+          'when loading x86-seoib-state without a split irqchip: the QEMU process crashes '
+          '(SIGABRT)'),
+         ('refused',
+          'QEMU aborts: SEOIB state is only valid for split irqchip mode.'),
+     ]),
+    ('10.2+rfc-v2', OLD, R, None, True,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -incoming defer',
+     'QEMU aborts: Failed to set KVM LAPIC SEOIB flags',
+     ['QEMU prints "Failed to set KVM LAPIC SEOIB flags" and calls abort() when setting '
+      'ENABLE_SUPPRESS_EOI_BROADCAST: the QEMU process crashes (SIGABRT)',
+      ], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('deferred',
+          '-incoming: the RFC sets nothing at power-on; only a loaded x86-seoib-state sets the '
+          'flags'),
+         ('set-state-failed',
+          'kvm_lapic_seoib_set_state_failed state=1 supported=0x3 required=0x4'),
+         ('rfc-abort',
+          'QEMU prints "Failed to set KVM LAPIC SEOIB flags" and calls abort() when setting '
+          'ENABLE_SUPPRESS_EOI_BROADCAST: the QEMU process crashes (SIGABRT)'),
+         ('refused',
+          'QEMU aborts: Failed to set KVM LAPIC SEOIB flags'),
+     ]),
+    ('10.2+rfc-v2', NEW, None, N, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -global ioapic.version=0x11 -global '
+     'ioapic.version=0x20 -global ioapic.version=0x11',
+     None,
+     ["-global ioapic.version is given 3 times: the RFC reads the first (0x11), QEMU's IOAPIC "
+      'takes the last (0x11)',
+      ], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('ioapic',
+          'IOAPIC version 0x11 from the first -global ioapic.version=0x11 (qdev_find_global_prop)'),
+         ('rfc-first-global',
+          "-global ioapic.version is given 3 times: the RFC reads the first (0x11), QEMU's "
+          'IOAPIC takes the last (0x11)'),
+         ('set-state',
+          'kvm_lapic_seoib_set_state state=2 (NOT_ADVERTISED from IOAPIC 0x11: '
+          'DISABLE_SUPPRESS_EOI_BROADCAST)'),
+         ('guest',
+          'LVR bit 24 clear (disabled mode)'),
+         ('migration',
+          'the stream carries x86-seoib-state (NOT_ADVERTISED)'),
+     ]),
+    ('10.0+rfc-v2', NEW, None, R, False,
+     '-M pc-q35-2.7 -accel kvm,kernel-irqchip=split',
+     None,
+     ['the RFC decides from IOAPIC version 0x20, but QEMU builds version 0x11 (version 0x11 '
+      'from compat: hw_compat_2_7[2] ioapic.version=0x11) (machine compat properties are '
+      'invisible to qdev_find_global_prop)',
+      ], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('ioapic',
+          'no -global sets the IOAPIC version: the RFC assumes 0x20'),
+         ('rfc-ioapic-mismatch',
+          'the RFC decides from IOAPIC version 0x20, but QEMU builds version 0x11 (version '
+          '0x11 from compat: hw_compat_2_7[2] ioapic.version=0x11) (machine compat properties '
+          'are invisible to qdev_find_global_prop)'),
+         ('set-state',
+          'kvm_lapic_seoib_set_state state=1 (RESPECTED from IOAPIC 0x20: '
+          'ENABLE_SUPPRESS_EOI_BROADCAST)'),
+         ('guest',
+          'LVR bit 24 set and honoured: EOI broadcast is suppressed once the guest sets SPIV '
+          'bit 12'),
+         ('migration',
+          'the stream carries x86-seoib-state (RESPECTED)'),
+     ]),
+    ('10.2+rfc-v2', NEW, N, N, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -loadvm s',
+     None,
+     [], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('ioapic',
+          'no -global sets the IOAPIC version: the RFC assumes 0x20'),
+         ('set-state',
+          'kvm_lapic_seoib_set_state state=1 (power-on, IOAPIC 0x20)'),
+         ('set-state',
+          "kvm_lapic_seoib_set_state state=2 (NOT_ADVERTISED from the snapshot's "
+          'x86-seoib-state: DISABLE_SUPPRESS_EOI_BROADCAST)'),
+         ('guest',
+          'LVR bit 24 clear (disabled mode)'),
+         ('migration',
+          'the stream carries x86-seoib-state (NOT_ADVERTISED)'),
+     ]),
+]
+
+
+@pytest.mark.parametrize("row", FULL_TRACES, ids=[f"{r[0]} {r[5]} {r[1].name} {r[2]}"
+                                                  for r in FULL_TRACES])
+def test_every_step_of_the_trace(row: tuple[Any, ...]) -> None:
+    release, kernel, stream, state, aborts, args, error, warnings, steps = row
+    d = decision(args, kernel, release, stream)
+    assert (d.state, d.error, d.aborts) == (state, error, aborts)
+    assert [tuple(s) for s in d.trace] == steps
+    assert list(d.warnings) == warnings
+    # each warning is also a step of the trace, in the same words
+    assert all(w in [s.message for s in d.trace] for w in warnings)
+
+
+def _inputs(**changes: Any) -> SeoibInputs:
+    """Inputs as a caller of decide() may give them, not only as inputs_from() gathers them."""
+    base = SeoibInputs(qemu="10.2+opt-in", seoib_aware=True, kvm=True, kernel_irqchip="split",
+                       ioapic_version=0x20, ioapic_detail="version 0x20", policy=None,
+                       policy_source=None, x2apic=True, x2apic_detail="cpu", design="opt-in",
+                       machine="pc-q35-10.2")
+    return base._replace(**changes)
+
+
+def test_decide_reads_its_inputs_alone() -> None:
+    from machines.resolve import Source
+
+    # no seoib-policy at all: the opt-in default, quirked
+    d = decide(_inputs(), NEW)
+    assert (d.state, d.flags, d.error) == (Q, 0, None)
+    assert [s.rule for s in d.trace] == ["kvm-lapic", "quirked", "guest", "migration"]
+    # a policy only refuses a VM without KVM's LAPIC when the user gave it (-accel, -global)
+    for source, refused in [(None, False), (Source("default"), False),
+                            (Source("compat", "pc_compat"), False),
+                            (Source("accel", "-accel"), True), (Source("global", "-global"), True)]:
+        d = decide(_inputs(kvm=False, kernel_irqchip=None, policy="respected",
+                           policy_source=source), NEW)
+        assert d.refused is refused, source
+        assert d.state is None
+    # a -global the RFC cannot read as a uint8 leaves it at its 0x20 default
+    d = decide(_inputs(design="rfc-v2", seoib_aware=True, ioapic_globals=("junk",)), NEW)
+    assert d.state is R
+    assert ("ioapic", "IOAPIC version 0x20 from the first -global ioapic.version=junk "
+            "(qdev_find_global_prop)") in [tuple(s) for s in d.trace]
+    # a stream state is only read with -incoming (or -loadvm): a power-on loads none
+    for kvm, irqchip in [(False, None), (True, "off"), (True, "on"), (True, "split")]:
+        for design in ("rfc-v2", "opt-in"):
+            d = decide(_inputs(design=design, kvm=kvm, kernel_irqchip=irqchip,
+                               stream_state=R), NEW)
+            assert not d.refused and not d.aborts, (design, kvm, irqchip)
+
+
+def test_the_rfc_abort_is_flagged_as_a_crash() -> None:
+    for args, kernel, stream in [(f"-M pc-q35-10.2 {SPLIT} -incoming defer", OLD, R),
+                                 ("-M pc-q35-10.2 -accel kvm -incoming defer", NEW, N),
+                                 ("-M pc-q35-10.2 -accel tcg -incoming defer", NEW, R)]:
+        d = decision(args, kernel, RFC, stream)
+        assert d.aborts is True and d.refused and d.state is None, args
+        assert d.error is not None and d.error.startswith("QEMU aborts: ")
+    assert decision(f"-M pc-q35-10.2 {SPLIT}", NEW, RFC).aborts is False
+
+
+def test_state_aliases() -> None:
+    assert SeoibState.parse("disabled") is N and SeoibState.parse(" Disabled ") is N
+    assert SeoibState.parse("ENABLED") is R and SeoibState.parse("quirked") is Q
+    with pytest.raises(KeyError):
+        SeoibState.parse("advertised")
