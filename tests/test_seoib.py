@@ -685,6 +685,43 @@ FULL_TRACES: list[tuple[Any, ...]] = [
          ('migration',
           'the stream carries x86-seoib-state (NOT_ADVERTISED)'),
      ]),
+    ('10.2+rfc-v2', NEW, None, N, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -global ioapic.version=0x11',
+     None,
+     [], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('ioapic',
+          'IOAPIC version 0x11 from the first -global ioapic.version=0x11 (qdev_find_global_prop)'),
+         ('set-state',
+          'kvm_lapic_seoib_set_state state=2 (NOT_ADVERTISED from IOAPIC 0x11: '
+          'DISABLE_SUPPRESS_EOI_BROADCAST)'),
+         ('guest',
+          'LVR bit 24 clear (disabled mode)'),
+         ('migration',
+          'the stream carries x86-seoib-state (NOT_ADVERTISED)'),
+     ]),
+    ('10.2+rfc-v2', OLD, None, Q, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -global ioapic.version=0x11',
+     None,
+     ['Kernel does not support SEOIB flags; Falling back to QUIRKED lapic SEOIB behavior.',
+      ], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('kernel-check',
+          'KVM_CHECK_EXTENSION(KVM_CAP_X2APIC_API) on /dev/kvm is 0x3: the RFC needs both '
+          'SEOIB bits (0xc)'),
+         ('rfc-fallback',
+          'Kernel does not support SEOIB flags; Falling back to QUIRKED lapic SEOIB behavior.'),
+         ('guest',
+          'LVR bit 24 set but not honoured: KVM keeps broadcasting EOIs (the legacy quirk)'),
+         ('migration',
+          'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
+     ]),
 ]
 
 
@@ -752,3 +789,16 @@ def test_state_aliases() -> None:
     assert SeoibState.parse("ENABLED") is R and SeoibState.parse("quirked") is Q
     with pytest.raises(KeyError):
         SeoibState.parse("advertised")
+
+
+def test_kernel_caps_and_all_refused() -> None:
+    from machines.i386.seoib import all_refused, kernel_caps
+
+    assert kernel_caps("k", True, False) == KernelCaps("k", True, False, None)
+    assert kernel_caps("k", False, True).system_flags == DISABLE
+    refused = decision("-M pc-q35-10.2 -accel kvm,seoib-policy=respected", NEW, OPT)
+    ok = decision(f"-M pc-q35-10.2 {SPLIT}", NEW, OPT)
+    assert refused.refused and not ok.refused
+    assert all_refused([refused, refused]) is True
+    assert all_refused([refused, ok]) is False and all_refused([ok]) is False
+    assert all_refused([]) is False  # nothing to refuse is not "all refused"
