@@ -23,7 +23,7 @@ from machines.i386.seoib import (
 from machines.kernels import caps
 from machines.options import parse_args
 from machines.registry import get_build
-from machines.resolve import Resolver
+from machines.resolve import Resolver, Source
 
 NEW = caps(shipped("linux-7.0"))
 OLD = caps(shipped("linux-6.12"))
@@ -722,6 +722,282 @@ FULL_TRACES: list[tuple[Any, ...]] = [
          ('migration',
           'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
      ]),
+    ('10.2', NEW, None, Q, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -cpu qemu64,-x2apic',
+     None,
+     [], [
+         ('seoib-unaware',
+          'QEMU 10.2 has no SEOIB code (design none): it never sets the SEOIB flags and cannot '
+          'load an x86-seoib-state section'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, version 0x20 from default: '
+          'type default)'),
+         ('guest',
+          'x2APIC is off in the guest CPU (cpu: -cpu qemu64,-x2apic): LVR bit 24 stays clear '
+          'in every mode'),
+     ]),
+    ('10.2', NEW, None, None, False,
+     '-M pc-q35-10.2 -accel tcg',
+     None,
+     [], [
+         ('seoib-unaware',
+          'QEMU 10.2 has no SEOIB code (design none): it never sets the SEOIB flags and cannot '
+          'load an x86-seoib-state section'),
+         ('no-kvm-lapic',
+          "runs without KVM: KVM's LAPIC is not used, there is no SEOIB state"),
+         ('guest',
+          "QEMU's userspace APIC never advertises directed EOI"),
+     ]),
+    ('10.2', NEW, None, None, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=off',
+     None,
+     [], [
+         ('seoib-unaware',
+          'QEMU 10.2 has no SEOIB code (design none): it never sets the SEOIB flags and cannot '
+          'load an x86-seoib-state section'),
+         ('no-kvm-lapic',
+          "runs with kernel-irqchip=off: KVM's LAPIC is not used, there is no SEOIB state"),
+         ('guest',
+          "QEMU's userspace APIC never advertises directed EOI"),
+     ]),
+    ('10.0.2', NEW, R, None, False,
+     '-M pc-q35-10.0 -accel kvm,kernel-irqchip=split -incoming defer',
+     "QEMU 10.0.2 cannot load the stream's x86-seoib-state section (RESPECTED): Unknown savevm "
+     "section or instance 'x86-seoib-state' 0. Make sure that your current VM setup matches "
+     'your saved VM setup, including any hotplugged devices',
+     [], [
+         ('seoib-unaware',
+          'QEMU 10.0.2 has no SEOIB code (design none): it never sets the SEOIB flags and '
+          'cannot load an x86-seoib-state section'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, version 0x20 from default: '
+          'type default)'),
+         ('refused',
+          "QEMU 10.0.2 cannot load the stream's x86-seoib-state section (RESPECTED): Unknown "
+          "savevm section or instance 'x86-seoib-state' 0. Make sure that your current VM "
+          'setup matches your saved VM setup, including any hotplugged devices'),
+     ]),
+    ('10.2+opt-in', NEW, R, None, False,
+     '-M pc-q35-10.2 -accel tcg -incoming defer',
+     "the stream's x86-seoib-state is RESPECTED, but this VM runs without KVM: only QUIRKED "
+     'can be loaded',
+     [], [
+         ('no-kvm-lapic',
+          "runs without KVM: KVM's LAPIC is not used, there is no SEOIB state"),
+         ('refused',
+          "the stream's x86-seoib-state is RESPECTED, but this VM runs without KVM: only "
+          'QUIRKED can be loaded'),
+     ]),
+    ('10.2+opt-in', NEW, None, None, False,
+     '-M pc-q35-10.2 -accel tcg -global kvm-accel.seoib-policy=not-advertised',
+     "seoib-policy=not-advertised needs KVM's in-kernel LAPIC (kernel-irqchip=on or split), "
+     'but this VM runs without KVM',
+     [], [
+         ('policy',
+          'seoib-policy=not-advertised (global: -global kvm-accel.seoib-policy=not-advertised)'),
+         ('no-kvm-lapic',
+          "runs without KVM: KVM's LAPIC is not used, there is no SEOIB state"),
+         ('refused',
+          "seoib-policy=not-advertised needs KVM's in-kernel LAPIC (kernel-irqchip=on or "
+          'split), but this VM runs without KVM'),
+     ]),
+    ('10.2+opt-in', NEW, None, None, False,
+     '-M pc-q35-10.2 -accel tcg -global kvm-accel.seoib-policy=respected',
+     "seoib-policy=respected needs KVM's in-kernel LAPIC (kernel-irqchip=on or split), but "
+     'this VM runs without KVM',
+     [], [
+         ('policy',
+          'seoib-policy=respected (global: -global kvm-accel.seoib-policy=respected)'),
+         ('no-kvm-lapic',
+          "runs without KVM: KVM's LAPIC is not used, there is no SEOIB state"),
+         ('refused',
+          "seoib-policy=respected needs KVM's in-kernel LAPIC (kernel-irqchip=on or split), "
+          'but this VM runs without KVM'),
+     ]),
+    ('10.2+opt-in', NEW, None, R, False,
+     '-M microvm -accel kvm,kernel-irqchip=split,seoib-policy=respected',
+     None,
+     [], [
+         ('policy',
+          'seoib-policy=respected (accel: -accel kvm,kernel-irqchip=split,seoib-policy=respected)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split (userspace IOAPIC, no IOAPIC)'),
+         ('respected',
+          'respected: ENABLE_SUPPRESS_EOI_BROADCAST is set'),
+         ('guest',
+          'LVR bit 24 set and honoured: EOI broadcast is suppressed once the guest sets SPIV '
+          'bit 12'),
+         ('migration',
+          'the stream carries x86-seoib-state (RESPECTED)'),
+     ]),
+    ('10.2+rfc-v2', NEW, None, Q, False,
+     '-M none -accel kvm,kernel-irqchip=split',
+     None,
+     [], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('no-x86-cpus-init',
+          'machine none does not create its CPUs with x86_cpus_init: the RFC code never runs, '
+          'no flag is set'),
+         ('guest',
+          'LVR bit 24 set but not honoured: KVM keeps broadcasting EOIs (the legacy quirk)'),
+         ('migration',
+          'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
+     ]),
+    ('10.2+gated', NEW, None, Q, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split',
+     None,
+     [], [
+         ('design',
+          'design gated: the RFC v2 code for machine types from 11.0 on'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('gate',
+          'pc-q35-10.2 is older than the gate 11.0: the legacy QUIRKED behaviour, no flag is set'),
+         ('guest',
+          'LVR bit 24 set but not honoured: KVM keeps broadcasting EOIs (the legacy quirk)'),
+         ('migration',
+          'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
+     ]),
+    ('10.2+rfc-v2', NEW, None, R, False,
+     '-M microvm -accel kvm,kernel-irqchip=split',
+     None,
+     ['microvm is included: the RFC code runs from x86_cpus_init, which microvm calls too',
+      ], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('rfc-microvm',
+          'microvm is included: the RFC code runs from x86_cpus_init, which microvm calls too'),
+         ('ioapic',
+          'no -global sets the IOAPIC version: the RFC assumes 0x20'),
+         ('set-state',
+          'kvm_lapic_seoib_set_state state=1 (RESPECTED from IOAPIC 0x20: '
+          'ENABLE_SUPPRESS_EOI_BROADCAST)'),
+         ('guest',
+          'LVR bit 24 set and honoured: EOI broadcast is suppressed once the guest sets SPIV '
+          'bit 12'),
+         ('migration',
+          'the stream carries x86-seoib-state (RESPECTED)'),
+     ]),
+    ('10.2+rfc-v2', NEW, None, Q, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -incoming defer',
+     None,
+     [], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('deferred',
+          '-incoming: the RFC sets nothing at power-on; only a loaded x86-seoib-state sets the '
+          'flags'),
+         ('stream',
+          'no x86-seoib-state section: no flag is set, the VM stays QUIRKED'),
+         ('guest',
+          'LVR bit 24 set but not honoured: KVM keeps broadcasting EOIs (the legacy quirk)'),
+         ('migration',
+          'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
+     ]),
+    ('10.2+rfc-v2', NEW, N, N, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -incoming defer',
+     None,
+     [], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('deferred',
+          '-incoming: the RFC sets nothing at power-on; only a loaded x86-seoib-state sets the '
+          'flags'),
+         ('set-state',
+          "kvm_lapic_seoib_set_state state=2 (NOT_ADVERTISED from the stream's "
+          'x86-seoib-state: DISABLE_SUPPRESS_EOI_BROADCAST)'),
+         ('guest',
+          'LVR bit 24 clear (disabled mode)'),
+         ('migration',
+          'the stream carries x86-seoib-state (NOT_ADVERTISED)'),
+     ]),
+    ('10.2+rfc-v2', NEW, R, None, True,
+     '-M pc-q35-10.2 -accel kvm -incoming defer',
+     'QEMU aborts: SEOIB state is only valid for split irqchip mode.',
+     ['QEMU prints "SEOIB state is only valid for split irqchip mode." and calls abort() when '
+      'loading x86-seoib-state (RESPECTED) without a split irqchip: the QEMU process crashes '
+      '(SIGABRT)',
+      ], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=on'),
+         ('deferred',
+          '-incoming: the RFC sets nothing at power-on; only a loaded x86-seoib-state sets the '
+          'flags'),
+         ('rfc-abort',
+          'QEMU prints "SEOIB state is only valid for split irqchip mode." and calls abort() '
+          'when loading x86-seoib-state (RESPECTED) without a split irqchip: the QEMU process '
+          'crashes (SIGABRT)'),
+         ('refused',
+          'QEMU aborts: SEOIB state is only valid for split irqchip mode.'),
+     ]),
+    ('10.2+rfc-v2', NEW, None, Q, False,
+     '-M pc-q35-10.2 -accel kvm',
+     None,
+     [], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=on'),
+         ('in-kernel',
+          'kernel-irqchip=on: the RFC code only acts with a split irqchip; no flag is set'),
+         ('guest',
+          'LVR bit 24 clear (quirked mode, in-kernel IOAPIC)'),
+         ('migration',
+          'no x86-seoib-state section: QUIRKED is what every QEMU assumes without one'),
+     ]),
+    ('10.2+rfc-v2', NEW, None, R, False,
+     '-M pc-q35-10.2 -accel kvm,kernel-irqchip=split -loadvm s',
+     None,
+     ['-loadvm of a snapshot without x86-seoib-state: the VM keeps its power-on state '
+      'RESPECTED, silently',
+      ], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('ioapic',
+          'no -global sets the IOAPIC version: the RFC assumes 0x20'),
+         ('set-state',
+          'kvm_lapic_seoib_set_state state=1 (power-on, IOAPIC 0x20)'),
+         ('rfc-loadvm-silent',
+          '-loadvm of a snapshot without x86-seoib-state: the VM keeps its power-on state '
+          'RESPECTED, silently'),
+         ('guest',
+          'LVR bit 24 set and honoured: EOI broadcast is suppressed once the guest sets SPIV '
+          'bit 12'),
+         ('migration',
+          'the stream carries x86-seoib-state (RESPECTED)'),
+     ]),
+    ('10.2+rfc-v2', NEW, None, N, False,
+     '-M pc-i440fx-10.2 -accel kvm,kernel-irqchip=split -global ioapic.version=0x11 -global '
+     'sb16.version=0x20',
+     None,
+     [], [
+         ('design',
+          'design rfc-v2: the RFC v2 code as posted (no machine-type gate, no user setting)'),
+         ('kvm-lapic',
+          'KVM LAPIC with kernel-irqchip=split'),
+         ('ioapic',
+          'IOAPIC version 0x11 from the first -global ioapic.version=0x11 (qdev_find_global_prop)'),
+         ('set-state',
+          'kvm_lapic_seoib_set_state state=2 (NOT_ADVERTISED from IOAPIC 0x11: '
+          'DISABLE_SUPPRESS_EOI_BROADCAST)'),
+         ('guest',
+          'LVR bit 24 clear (disabled mode)'),
+         ('migration',
+          'the stream carries x86-seoib-state (NOT_ADVERTISED)'),
+     ]),
 ]
 
 
@@ -802,3 +1078,44 @@ def test_kernel_caps_and_all_refused() -> None:
     assert all_refused([refused, refused]) is True
     assert all_refused([refused, ok]) is False and all_refused([ok]) is False
     assert all_refused([]) is False  # nothing to refuse is not "all refused"
+
+
+KVM_CPU = "accel-default: kvm_default_props for built-in CPU models"
+INPUTS_FROM: list[tuple[str, str, SeoibInputs]] = [
+    # opt-in without KVM: the policy comes from -global kvm-accel.seoib-policy alone
+    (OPT, "-M pc-q35-10.2 -accel tcg -global kvm-accel.seoib-policy=not-advertised",
+     SeoibInputs("10.2+opt-in", True, False, None, 0x20, "version 0x20 from default: type default",
+                 "not-advertised", Source("global", "-global kvm-accel.seoib-policy=not-advertised",
+                                          driver="kvm-accel", text="not-advertised"),
+                 False, "not KVM", None, None, "opt-in", "pc-q35-10.2", True, "", False, True, (),
+                 "default")),
+    # gated: its gate; the RFC's lookup takes the IOAPIC's -global only (not sb16's version)
+    ("10.2+gated", "-M pc-i440fx-11.0 -accel kvm,kernel-irqchip=split -global ioapic.version=0x11 "
+     "-global sb16.version=0x20 -incoming defer",
+     SeoibInputs("10.2+gated", True, True, "split", 0x11,
+                 "version 0x11 from global: -global ioapic.version=0x11", None, None, True, KVM_CPU,
+                 "-incoming", None, "gated", "pc-i440fx-11.0", True, "11.0", False, True,
+                 ("0x11",), "global")),
+    # microvm and isapc: no PC IOAPIC, but x86_cpus_init runs
+    (RFC, "-M microvm -accel kvm",
+     SeoibInputs("10.2+rfc-v2", True, True, "split", 0x20, "no IOAPIC", None, None, True, KVM_CPU,
+                 None, None, "rfc-v2", "microvm", True, "", True, True, (), "default")),
+    (RFC, "-M isapc -accel kvm,kernel-irqchip=split -loadvm s",
+     SeoibInputs("10.2+rfc-v2", True, True, "split", 0x20, "no IOAPIC", None, None, True, KVM_CPU,
+                 "-loadvm", None, "rfc-v2", "isapc", True, "", False, True, (), "default")),
+    # a real build: no SEOIB code; the IOAPIC of an old type from its compat table
+    ("10.0.2", "-M pc-q35-2.7 -accel tcg",
+     SeoibInputs("10.0.2", False, False, None, 0x11,
+                 "version 0x11 from compat: hw_compat_2_7[2] ioapic.version=0x11", None, None,
+                 False, "not KVM", None, None, "none", "pc-q35-2.7", False, "", False, True, (),
+                 "compat")),
+]
+
+
+@pytest.mark.parametrize("row", INPUTS_FROM, ids=[f"{r[0]} {r[1]}" for r in INPUTS_FROM])
+def test_inputs_from_in_full(row: tuple[str, str, SeoibInputs]) -> None:
+    release, args, want = row
+    got = inputs_from(Resolver(configure(get_build(release), parse_args(args.split()))))
+    assert got._asdict() == want._asdict()
+    assert inputs_from(Resolver(configure(get_build(release), parse_args(args.split()))), R
+                       ).stream_state is R
