@@ -1119,3 +1119,33 @@ def test_inputs_from_in_full(row: tuple[str, str, SeoibInputs]) -> None:
     assert got._asdict() == want._asdict()
     assert inputs_from(Resolver(configure(get_build(release), parse_args(args.split()))), R
                        ).stream_state is R
+
+
+@pytest.mark.parametrize(("args", "kernel", "snapshot", "aborts_with"), [
+    ("-M pc-q35-10.2 -accel kvm -loadvm s", NEW, R, "SEOIB state is only valid for split"),
+    ("-M pc-q35-10.2 -accel kvm,kernel-irqchip=off -loadvm s", NEW, N,
+     "SEOIB state is only valid for split"),
+    ("-M pc-q35-10.2 -accel tcg -loadvm s", NEW, R, "SEOIB state is only valid for split"),
+    (f"-M pc-q35-10.2 {SPLIT} -loadvm s", OLD, R, "Failed to set KVM LAPIC SEOIB flags"),
+    (f"-M pc-q35-10.2 {SPLIT} -loadvm s", OLD, N, "Failed to set KVM LAPIC SEOIB flags"),
+    # a snapshot without the section: the power-on decision stands
+    ("-M pc-q35-10.2 -accel kvm -loadvm s", NEW, None, None),
+    ("-M pc-q35-10.2 -accel tcg -loadvm s", NEW, None, None),
+    (f"-M pc-q35-10.2 {SPLIT} -loadvm s", OLD, None, None),
+])
+def test_rfc_loadvm_of_a_section_runs_its_post_load(args: str, kernel: KernelCaps,
+                                                    snapshot: SeoibState | None,
+                                                    aborts_with: str | None) -> None:
+    """The RFC's x86_seoib_post_load runs whenever x86-seoib-state loads, -loadvm as -incoming:
+    it abort()s without KVM's split irqchip, and when the kernel cannot take the flag
+    (kvm_try_set_lapic_seoib_state fails).  A runtime loadvm (check_restore) says the same."""
+    d = decision(args, kernel, RFC, snapshot)
+    if aborts_with is None:
+        assert not d.aborts and not d.refused
+        return
+    assert d.aborts and d.state is None and d.flags == 0 and not d.migration_section
+    assert d.error is not None and aborts_with in d.error
+    irqchip = "split" if "split" in args else "on"
+    restore = check_restore(R if snapshot is N else N, snapshot, kernel, irqchip, "rfc-v2")
+    if "tcg" not in args and "off" not in args:
+        assert restore.aborts and aborts_with in restore.reason
