@@ -579,6 +579,16 @@ FULL_REASONS: list[tuple[str, str, SeoibState | None, str, str | None,
             "seoib-irqchip-mismatch", "blocked",
             "the VM's SEOIB state is RESPECTED, which needs a split irqchip, but the "
             "destination would run without KVM", SPLIT_FIX)]),
+    # the first device in name order is named; 11.0 is assumed to check as 11.1.3 does
+    ("10.0.13", "-M pc-q35-10.0 -accel kvm -device virtio-net-pci,romfile= "
+     "-device virtio-net-device", Q, "linux-7.0/11.0", None, [(
+         "device-state-refused", "blocked",
+         "QEMU 10.0.13 gives virtio-net's RX queue a 1024-entry ring (rx_queue_size 256 "
+         "notwithstanding), more than the destination allocates: QEMU 11.0 on linux-7.0/11.0 "
+         "refuses virtio-net-device's state with \"VQ 0 vring.num 1024 exceeds allocated max "
+         "256\"",
+         "move the VM to a build that loads it (10.2 does), or restart it on another source "
+         "build first")]),
     ("10.2", f"-M q35 {SPLIT}", Q, "linux-7.0/10.2", None, [(
         "alias-not-pinned", "warning",
         "the VM was configured with 'q35', which QEMU 10.2 resolved to pc-q35-10.2; another "
