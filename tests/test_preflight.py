@@ -18,6 +18,7 @@ from machines.config import configure
 from machines.errors import DataError
 from machines.hostprofile import HostProfile, from_spec
 from machines.i386.seoib import SeoibState
+from machines.kernels import caps
 from machines.libvirt import parse_domain, read_domain
 from machines.options import parse_args
 from machines.preflight import Destination, exit_code, judge, source_from
@@ -771,3 +772,43 @@ def test_unknown_type_line_is_qemu_5_2s(machine: list[str], line: str) -> None:
                           stdin=subprocess.DEVNULL, check=False)
     assert done.returncode == 1
     assert done.stderr.splitlines()[0] == f"qemu-system-x86_64: {line}"
+
+
+def test_destination_options_pin_the_type_and_leave_the_policy_to_the_stream() -> None:
+    from machines.options import AccelOption, GlobalOption
+    from machines.preflight import destination_options
+
+    args = ("-M q35,kernel-irqchip=split -accel kvm,seoib-policy=respected "
+            "-global kvm-accel.seoib-policy=respected -global ioapic.version=0x20 "
+            "-global kvm-accel.kernel-irqchip=split -loadvm snap")
+    config = configure(get_build("10.2+opt-in"), parse_args(args.split()))
+    source = source_from(config, R, "test")
+    opts = destination_options(source, None)
+    assert opts.machine == (("type", "pc-q35-10.2"), ("kernel-irqchip", "split"))
+    # the accelerator keeps its other properties and the text it was given (for messages)
+    assert opts.accels == (AccelOption("kvm", (), "-accel kvm,seoib-policy=respected"),)
+    assert opts.globals == (
+        GlobalOption("ioapic", "version", "0x20", "ioapic.version=0x20"),
+        GlobalOption("kvm-accel", "kernel-irqchip", "split", "kvm-accel.kernel-irqchip=split"))
+    assert (opts.incoming, opts.loadvm) == ("defer", None)
+    # --dest-args replace the source's configuration, the type is pinned all the same
+    opts = destination_options(source, parse_args(["-M", "pc", "-accel", "kvm"]))
+    assert dict(opts.machine)["type"] == "pc-q35-10.2" and opts.incoming == "defer"
+    assert opts.accels == (AccelOption("kvm", (), "-accel kvm"),) and opts.globals == ()
+
+
+def test_judge_target_words_a_generic_destination() -> None:
+    """A fleet's host class has no name and no kernel release: the messages stay generic."""
+    from machines.preflight import Target, judge_target, target_static
+
+    source = source_from(configure(get_build("10.2+opt-in"), parse_args(
+        f"-M pc-q35-10.2 {SPLIT},seoib-policy=respected".split())), R, "test")
+    old = Target(get_build("10.2+opt-in"), caps(shipped("linux-6.12")))
+    assert [r.message for r in judge_target(source, old)] == [
+        "the VM's SEOIB state is RESPECTED, which needs KVM_X2APIC_API "
+        "ENABLE_SUPPRESS_EOI_BROADCAST; the destination kernel lacks it"]
+    static = target_static(source, get_build("10.0.2"))
+    assert static.final and static.irqchip is None and static.after == ()
+    assert [r.message for r in static.before] == [
+        "QEMU 10.0.2 does not know pc-q35-10.2; its closest is pc-q35-10.0; it refuses to start: "
+        "\"unsupported machine type: \"pc-q35-10.2\"\""]
