@@ -812,3 +812,27 @@ def test_judge_target_words_a_generic_destination() -> None:
     assert [r.message for r in static.before] == [
         "QEMU 10.0.2 does not know pc-q35-10.2; its closest is pc-q35-10.0; it refuses to start: "
         "\"unsupported machine type: \"pc-q35-10.2\"\""]
+
+
+def test_target_static_final_cases_stop_every_other_rule() -> None:
+    """An unknown type or a refused configuration is all a destination gets: no SEOIB, IOAPIC
+    or drift reason follows (the QEMU never starts, test_rfc_oracle / test_migration_oracle)."""
+    from machines.preflight import Static, Target, judge_target, target_static
+
+    rfc = configure(get_build("10.2+rfc-v2"), parse_args(f"-M pc-q35-10.2 {SPLIT}".split()))
+    source = source_from(rfc, R, "test")  # its stream carries x86-seoib-state
+    unknown = target_static(source, get_build("10.0.2"))
+    assert unknown.final is True and unknown.after == () and unknown.irqchip is None
+    assert [r.code for r in unknown.before] == ["machine-type-unknown"]
+    assert [r.code for r in judge_target(source, Target(get_build("10.0.2"),
+                                                        caps(shipped("linux-7.0"))))] == \
+        ["machine-type-unknown"]
+    bad = parse_args(f"{SPLIT} -global ioapic.version=0x13".split())
+    refused = target_static(source, get_build("10.2"), dest_args=bad)
+    assert refused.final is True and refused.after == () and refused.irqchip is None
+    assert [r.code for r in refused.before] == ["destination-config-invalid"]
+    assert [r.code for r in judge_target(source, Target(get_build("10.2"),
+                                                        caps(shipped("linux-6.12"))), bad)] == \
+        ["destination-config-invalid"]
+    normal = target_static(source, get_build("10.2+rfc-v2"))
+    assert normal == Static((), "split", (), False) and normal.final is False
