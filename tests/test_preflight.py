@@ -731,6 +731,28 @@ SPELLINGS_5_2 = [
 ]
 
 
+# --dest-args: the destination's own -machine option, quoted whole when it names the type
+DEST_SPELLINGS_5_2 = [
+    (["-machine", "pc-q35-10.2,x=a b"], "-machine pc-q35-10.2,x=a b: unsupported machine type"),
+    (["-machine", "q35,type=pc-q35-10.2"],
+     "-machine q35,type=pc-q35-10.2: unsupported machine type"),
+]
+
+
+@pytest.mark.parametrize(("machine", "line"), [
+    *DEST_SPELLINGS_5_2,
+    # a type that is no machine's (blank): the destination is started with the pinned type
+    (["-M", " "], "-machine pc-q35-10.2: unsupported machine type"),
+])
+def test_unknown_type_quotes_the_dest_args_option_as_qemu_5_2_does(machine: list[str],
+                                                                   line: str) -> None:
+    config = configure(get_build("10.2"), parse_args(["-M", "pc-q35-10.2", "-accel", "kvm"]))
+    d = judge(source_from(config, Q, "test"), from_spec("linux-7.0/5.2"),
+              parse_args([*machine, "-accel", "kvm"]))
+    assert codes(d) == ["machine-type-unknown"]
+    assert d.reasons[0].message.endswith(f'; it refuses to start: "{line}"')
+
+
 @pytest.mark.parametrize(("machine", "line"), SPELLINGS_5_2)
 def test_unknown_type_quotes_the_destination_option_as_qemu_5_2_does(machine: list[str],
                                                                      line: str) -> None:
@@ -759,7 +781,7 @@ def test_a_vm_without_machine_option_to_a_qemu_without_its_default_type() -> Non
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize(("machine", "line"), SPELLINGS_5_2)
+@pytest.mark.parametrize(("machine", "line"), SPELLINGS_5_2 + DEST_SPELLINGS_5_2)
 def test_unknown_type_line_is_qemu_5_2s(machine: list[str], line: str) -> None:
     """The zoo's real QEMU 5.2, started as the destination would be, prints the line."""
     from conftest import zoo_command
