@@ -1149,3 +1149,66 @@ def test_rfc_loadvm_of_a_section_runs_its_post_load(args: str, kernel: KernelCap
     restore = check_restore(R if snapshot is N else N, snapshot, kernel, irqchip, "rfc-v2")
     if "tcg" not in args and "off" not in args:
         assert restore.aborts and aborts_with in restore.reason
+
+
+def test_rfc_edges_in_full() -> None:
+    """Steps the traces above do not reach: a kernel whose /dev/kvm lacks the bits its VM has
+    (the RFC falls back at power-on, then the snapshot's section sets its state), one whose VM
+    lacks ENABLE although /dev/kvm reports both (the power-on set fails), -loadvm of a section
+    with KVM's IOAPIC, and an IOAPIC the RFC misreads from a -global (not a compat property)."""
+    sys_lacks = KernelCaps("sys-lacks", True, True, 0x3)
+    d = decision(f"-M pc-q35-10.2 {SPLIT} -loadvm s", sys_lacks, RFC, N)
+    assert (d.state, d.flags, d.aborts) == (N, DISABLE, False)
+    assert [tuple(s) for s in d.trace][2:5] == [
+        ("kernel-check", "KVM_CHECK_EXTENSION(KVM_CAP_X2APIC_API) on /dev/kvm is 0x3: the RFC "
+                         "needs both SEOIB bits (0xc)"),
+        ("rfc-fallback", "Kernel does not support SEOIB flags; Falling back to QUIRKED lapic "
+                         "SEOIB behavior."),
+        ("set-state", "kvm_lapic_seoib_set_state state=2 (NOT_ADVERTISED from the snapshot's "
+                      "x86-seoib-state: DISABLE_SUPPRESS_EOI_BROADCAST)")]
+    vm_lacks = KernelCaps("vm-lacks-enable", False, True, 0xC)
+    d = decision(f"-M pc-q35-10.2 {SPLIT} -loadvm s", vm_lacks, RFC, N)
+    assert (d.state, d.aborts, d.error) == (None, True,
+                                            "QEMU aborts: Failed to set KVM LAPIC SEOIB flags")
+    assert [tuple(s) for s in d.trace][3:5] == [
+        ("set-state-failed", "kvm_lapic_seoib_set_state_failed state=1 supported=0xc "
+                             "required=0x4"),
+        ("rfc-abort", "QEMU prints \"Failed to set KVM LAPIC SEOIB flags\" and calls abort() "
+                      "when setting ENABLE_SUPPRESS_EOI_BROADCAST: the QEMU process crashes "
+                      "(SIGABRT)")]
+    d = decision("-M pc-q35-10.2 -accel kvm -loadvm s", NEW, RFC, R)
+    assert [tuple(s) for s in d.trace][2:] == [
+        ("in-kernel", "kernel-irqchip=on: the RFC code only acts with a split irqchip; no flag "
+                      "is set"),
+        ("rfc-abort", "QEMU prints \"SEOIB state is only valid for split irqchip mode.\" and "
+                      "calls abort() when loading the snapshot's x86-seoib-state (RESPECTED) "
+                      "without a split irqchip: the QEMU process crashes (SIGABRT)"),
+        ("refused", "QEMU aborts: SEOIB state is only valid for split irqchip mode.")]
+    d = decision(f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x11 "
+                 "-global ioapic.version=0x20", NEW, RFC)
+    assert ("rfc-ioapic-mismatch", "the RFC decides from IOAPIC version 0x11, but QEMU builds "
+            "version 0x20 (version 0x20 from global: -global ioapic.version=0x20)") in \
+        [tuple(s) for s in d.trace]
+
+
+def test_a_decision_names_its_kernel_and_is_never_deferred() -> None:
+    for release, args in [(RFC, f"-M pc-q35-10.2 {SPLIT}"), (OPT, f"-M pc-q35-10.2 {SPLIT}"),
+                          ("10.2", "-M pc-q35-10.2 -accel tcg"),
+                          (OPT, "-M pc-q35-10.2 -accel kvm,seoib-policy=respected")]:
+        for kernel in (NEW, OLD):
+            d = decision(args, kernel, release)
+            assert d.kernel == kernel.name and d.deferred is False, (release, args)
+
+
+def test_opt_in_without_kvm_reads_only_the_seoib_policy_global() -> None:
+    config = configure(get_build(OPT), parse_args(
+        ["-M", "pc-q35-10.2", "-accel", "tcg", "-global", "kvm-accel.kernel-irqchip=split"]))
+    inputs = inputs_from(Resolver(config))
+    assert (inputs.policy, inputs.policy_source) == (None, None)
+
+
+def test_restore_on_a_qemu_without_seoib_code_needs_a_quirked_vm() -> None:
+    for current in (R, N):
+        with pytest.raises(ValueError) as err:
+            check_restore(current, Q, NEW, design="none")
+        assert str(err.value) == "a VM of a QEMU without SEOIB code is always QUIRKED"
