@@ -1212,3 +1212,18 @@ def test_restore_on_a_qemu_without_seoib_code_needs_a_quirked_vm() -> None:
         with pytest.raises(ValueError) as err:
             check_restore(current, Q, NEW, design="none")
         assert str(err.value) == "a VM of a QEMU without SEOIB code is always QUIRKED"
+
+
+def test_the_rfc_lookup_without_an_ioapic_type_in_the_qom_tree(monkeypatch: Any) -> None:
+    """A QEMU whose QOM tree has no ioapic type (every shipped build has one): the RFC's
+    lookup still matches -global ioapic.version by the driver's own name."""
+    config = configure(get_build(RFC), parse_args(
+        f"-M pc-q35-10.2 {SPLIT} -global ioapic-common.version=0x11 "
+        "-global ioapic.version=0x20".split()))
+    resolver = Resolver(config)
+    assert inputs_from(resolver).ioapic_globals == ("0x11", "0x20")  # its ancestry: both
+    qom_type = type(config.build.qom)
+    contains = qom_type.__contains__
+    monkeypatch.setattr(qom_type, "__contains__",
+                        lambda self, name: name != "ioapic" and contains(self, name))
+    assert inputs_from(resolver).ioapic_globals == ("0x20",)
