@@ -280,7 +280,12 @@ def _unsupported(source: Source, build: Build, dest_args: QemuOptions | None) ->
 
     opts = dest_args if dest_args is not None else source.config.options
     where = opts.machine_type_text
-    if source.machine not in where.split(maxsplit=1)[-1].split(",")[:1]:
+    # The destination's option names the type as given when it named the source's type (the
+    # implied first key or type=, as QEMU 5.2 quotes it whole); else (an alias, no -machine
+    # at all) the destination is started with the pinned type.
+    fields = where.split(maxsplit=1)[-1].split(",") if where else []
+    named = fields[:1] + [f.removeprefix("type=") for f in fields if f.startswith("type=")]
+    if source.machine not in named:
         where = f"-machine {source.machine}"
     return unsupported_machine(build.version, source.machine, where)
 

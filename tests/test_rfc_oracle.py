@@ -84,6 +84,7 @@ POWER_ON = [
     f"-M pc-q35-10.2 {SPLIT} -global ioapic.version=0x20 -global ioapic.version=0x11",
     f"-M pc-q35-10.2 {SPLIT} -global ioapic-common.version=0x11",
     f"-M pc-q35-10.2 {SPLIT} -global driver=ioapic,property=version,value=0x11",
+    f"-M pc-q35-10.2 {SPLIT} -global sb16.version=0x11",  # not the IOAPIC's: ignored
     f"-M pc-i440fx-5.0 {SPLIT} -global ioapic.version=0x11",
     f"-M pc-i440fx-9.0 {SPLIT} -global ioapic.version=0x20 -global ioapic.version=0x11",
     f"-M pc-q35-10.2 {SPLIT} -cpu qemu64,-x2apic",

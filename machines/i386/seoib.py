@@ -344,7 +344,10 @@ def _rfc(inputs: SeoibInputs, kernel: KernelCaps) -> SeoibDecision:
           "no user setting)")
     split = inputs.kvm and inputs.kernel_irqchip == "split"
     kvm_lapic = inputs.kvm and inputs.kernel_irqchip in ("on", "split")
-    section = inputs.incoming == "-incoming" and inputs.stream_state is not None
+    # x86_seoib_post_load runs whenever the section loads, -incoming or -loadvm alike: it
+    # abort()s without KVM's split irqchip and when the kernel cannot take the flag
+    loaded = inputs.stream_state if inputs.incoming is not None else None
+    section = loaded is not None
     if not kvm_lapic:
         why = "not KVM" if not inputs.kvm else "kernel-irqchip=off"
         trace("no-kvm-lapic", f"{why}: the RFC code does nothing, there is no SEOIB state")
@@ -371,6 +374,10 @@ def _rfc(inputs: SeoibInputs, kernel: KernelCaps) -> SeoibDecision:
     if not split:
         trace("in-kernel", "kernel-irqchip=on: the RFC code only acts with a split irqchip; no "
                            "flag is set")
+        if loaded is not None:  # -loadvm: then the snapshot's section loads
+            return _abort(inputs, kernel, trace, RFC_NOT_SPLIT,
+                          f"loading the snapshot's {SECTION} ({loaded.name}) without a split "
+                          "irqchip")
         return _done(inputs, kernel, trace, SeoibState.QUIRKED)
     if gated and not inputs.gated_in:
         trace("gate", f"{inputs.machine} is older than the gate {inputs.gate}: the legacy "
@@ -384,6 +391,8 @@ def _rfc(inputs: SeoibInputs, kernel: KernelCaps) -> SeoibDecision:
         trace("kernel-check", f"KVM_CHECK_EXTENSION(KVM_CAP_X2APIC_API) on /dev/kvm is "
                               f"{system:#x}: the RFC needs both SEOIB bits (0xc)")
         trace.warn("rfc-fallback", RFC_FALLBACK)
+        if loaded is not None:  # -loadvm: then the snapshot's section loads
+            return _rfc_set(inputs, kernel, trace, loaded, "the snapshot's " + SECTION)
         return _done(inputs, kernel, trace, SeoibState.QUIRKED)
     version = _rfc_ioapic(inputs, trace)
     state = SeoibState.RESPECTED if version >= 0x20 else SeoibState.NOT_ADVERTISED
