@@ -110,10 +110,13 @@ def configure(build: Build, opts: QemuOptions,
     for key, value in opts.machine:
         if key in LEGACY_MACHINE_KEYS:
             continue
-        info = machine_props.get(key)
+        # a.b=...: member b of the property a; '--vendor.com-name' is one (downstream) name
+        prop, nested, _ = (key, "", "") if key.startswith("--") else key.partition(".")
+        info = machine_props.get(prop)
         if info is None:
-            raise PropertyError(f"Property '{machine_type}.{key}' not found")
-        parse_value(info.type, value, key)
+            raise PropertyError(f"Property '{machine_type}.{prop}' not found")
+        if not nested:  # a list or struct's members are not checked (open)
+            parse_value(info.type, value, key)
     accel, accel_source = _pick_accel(build, opts, warnings)
     cpu_type = _cpu_type(build, opts.cpu, machine)
     if opts.cpu is not None:

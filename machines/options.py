@@ -153,21 +153,23 @@ def keyval_parse(params: str, implied_key: str | None) -> list[tuple[str, str]]:
 
 
 def keyval_dashify(merged: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """util/keyval.c's keyval_dashify on the merged ``-machine`` options.
+    """system/vl.c's keyval_dashify on the merged ``-machine`` options.
 
     QEMU merges every ``-machine`` into one dictionary (a key spelled the same
-    way again replaces the earlier value), then turns ``_`` into ``-``; a key
-    whose two spellings were both given is refused, whichever came first.
+    way again replaces the earlier value), then turns ``_`` into ``-`` in its
+    top-level keys (``a_b.c_d`` is ``a-b.c_d``: ``c_d`` is a member of ``a_b``;
+    a downstream ``__vendor.com_name`` is one key); a key whose two spellings
+    were both given is refused, whichever came first.
     """
     out: dict[str, str] = {}
     spelled: dict[str, str] = {}
     for key, value in merged.items():
-        dashed = key.replace("_", "-")
-        if dashed in spelled:
-            renamed = key if "_" in key else spelled[dashed]
+        top = key[: max(_qapi_name_len(key), 0)] or key  # '__a.b_c' is one name
+        dashed = top.replace("_", "-")
+        if spelled.setdefault(dashed, top) != top:
+            renamed = top if "_" in top else spelled[dashed]
             raise UsageError(f"Conflict between '{renamed}' and '{dashed}'")
-        spelled[dashed] = key
-        out[dashed] = value
+        out[dashed + key[len(top) :]] = value
     return tuple(out.items())
 
 
@@ -401,7 +403,7 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
 def _parse_device(token: str, arg: str, ids: set[str]) -> tuple[DeviceOption, list[str]]:
     if arg.startswith("{"):
         try:
-            spec = json.loads(arg)
+            spec = json.loads(arg, object_pairs_hook=_json_object)
         except json.JSONDecodeError as err:
             raise OptionError(token, arg, f"JSON parse error, {err.msg}") from None
         if not isinstance(spec, dict) or not isinstance(spec.get("driver"), str):
@@ -420,6 +422,14 @@ def _parse_device(token: str, arg: str, ids: set[str]) -> tuple[DeviceOption, li
     props = (("id", ident),) if ident is not None else ()
     return DeviceOption(found["driver"], props + tuple(p for p in pairs if p[0] != "driver"),
                         f"{token} {arg}"), warnings
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """QEMU's JSON parser refuses a key given twice in one object (json-parser.c)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise json.JSONDecodeError("duplicate key", "", 0)
+    return found
 
 
 def split_command_line(text: str) -> tuple[str | None, list[str]]:

@@ -370,6 +370,45 @@ ACCEL_AND_ID: list[tuple[list[str], str | None]] = [
      "-global driver=ioapic,bogus=1,help: Invalid parameter 'bogus'"),
 ]
 
+# keyval's key names (parse_qapi_name: '__RFQDN_' downstream prefixes, index fragments) and
+# -device's JSON form, as QEMU 10.0.2 answered them.
+NAMES_AND_JSON: list[tuple[list[str], str | None]] = [
+    (["-machine", "q35,_x=1"], "-machine q35,_x=1: Invalid parameter '_x'"),
+    (["-machine", "q35,__x=1"], "-machine q35,__x=1: Invalid parameter '__x'"),
+    (["-machine", "q35,__=1"], "-machine q35,__=1: Invalid parameter '__'"),
+    (["-machine", "q35,__a_=1"], "-machine q35,__a_=1: Invalid parameter '__a_'"),
+    (["-machine", "q35,_a_b=1"], "-machine q35,_a_b=1: Invalid parameter '_a_b'"),
+    (["-machine", "q35,__a__b=1"], "-machine q35,__a__b=1: Invalid parameter '__a__b'"),
+    (["-machine", "q35,__com.redhat_1=1"],
+     "-machine q35,__com.redhat_1=1: Invalid parameter '__com.redhat_1'"),
+    (["-machine", "q35,__com.redhat_x=1"],
+     "Property 'pc-q35-10.0-machine.--com.redhat-x' not found"),
+    (["-machine", "q35,__com-1.r_y-z=1"], "Property 'pc-q35-10.0-machine.--com-1.r-y-z' not "
+     "found"),
+    (["-machine", "q35,x.1a=1"], "-machine q35,x.1a=1: Invalid parameter 'x.1a'"),
+    (["-machine", "q35,a.b"], "-machine q35,a.b: Expected '=' after parameter 'a.b'"),
+    (["-machine", "q35,x.1=1"], "-machine q35,x.1=1: Parameter 'x.0' missing"),
+    (["-machine", "q35,x.__a.b_c=1"], "Property 'pc-q35-10.0-machine.x' not found"),
+    (["-machine", "q35,smp-cache.0.cache=l1d,smp-cache.0.topology=core"], None),
+    (["-machine", "q35,smp_cache.0.cache=l1d,smp_cache.0.topology=core"], None),
+    (["-machine", "q35,smp_cache.0.cache=l1d,smp-cache.0.topology=core"],
+     "Conflict between 'smp_cache' and 'smp-cache'"),
+    (["-machine", "q35", "-device", "[1]"], "-device [1]: '[1]' is not a valid device model "
+     "name"),
+    (["-machine", "q35", "-device", '{"id":"a"}'], "-device {\"id\":\"a\"}: Parameter 'driver' "
+     "is missing"),
+    (["-machine", "q35", "-device", '{"driver":1}'], "-device {\"driver\":1}: Parameter "
+     "'driver' is missing"),
+    (["-machine", "q35", "-device", '{"driver":"nope"}'], "-device {\"driver\":\"nope\"}: "
+     "'nope' is not a valid device model name"),
+    (["-machine", "q35", "-device", '{"driver":"virtio-net-pci","mq":true}'], None),
+    (["-machine", "q35", "-device", '{"driver":"virtio-net-pci","driver":"e1000"}'],
+     '-device {"driver":"virtio-net-pci","driver":"e1000"}: JSON parse error, duplicate key'),
+    (["-machine", "q35", "-device", "{bad"], "-device {bad: JSON parse error, invalid keyword "
+     "'bad'"),
+]
+
+
 # The accelerator QEMU falls back to and the lines it prints on the way.
 FALLBACK = [
     (["-accel", "foo", "-accel", "tcg"], ["-accel foo: invalid accelerator foo",
@@ -401,11 +440,15 @@ def _model_answer(args: list[str], capsys: Any, release: str = "10.0.2") -> str 
 
 # Where the model and QEMU part: the model checks a -device's driver and id, not the
 # values of its properties (open, docs/mutation.md).
-OPEN = {f"-machine q35 -device {NIC},id=ok,mac=52:54:00:00:00:01,,x":
-        "the model does not check -device property values"}
+OPEN = {
+    f"-machine q35 -device {NIC},id=ok,mac=52:54:00:00:00:01,,x":
+        "the model does not check -device property values",
+    "-machine q35,x.1=1": "the model does not check keyval's lists (keyval_listify)",
+    "-machine q35 -device {bad": "the model words JSON errors as Python's json does",
+}
 ANSWERS = [pytest.param(args, answer, id=" ".join(args), marks=[
     pytest.mark.xfail(strict=True, reason=OPEN[" ".join(args)])] if " ".join(args) in OPEN
-    else []) for args, answer in DOUBLE_COMMA + ACCEL_AND_ID]
+    else []) for args, answer in DOUBLE_COMMA + ACCEL_AND_ID + NAMES_AND_JSON]
 
 
 @pytest.mark.parametrize(("args", "answer"), ANSWERS)
