@@ -313,3 +313,14 @@ def test_dashify_renames_top_level_keys_only() -> None:
         assert str(err.value) == message
     assert parse_args(["-machine", "q35,a.b_c=1,a.b-c=2"]).machine[1:] == (
         ("a.b_c", "1"), ("a.b-c", "2"))
+
+
+def test_global_long_form_alone() -> None:
+    """parse_global with its defaults: the option is -global, and an id is checked alone."""
+    with pytest.raises(OptionError) as err:
+        parse_global("driver=a")
+    assert str(err.value) == ("-global driver=a: options 'driver', 'property', and 'value' "
+                              "are required")
+    g = parse_global("driver=a,property=b,value=c,id=x")
+    assert (g.driver, g.property, g.value) == ("a", "b", "c")
+    assert parse_args(["-device", "e1000"]).devices[0].props == ()  # no id, no id prop

@@ -386,6 +386,15 @@ NAMES_AND_JSON: list[tuple[list[str], str | None]] = [
     (["-machine", "q35,__com-1.r_y-z=1"], "Property 'pc-q35-10.0-machine.--com-1.r-y-z' not "
      "found"),
     (["-machine", "q35,x.1a=1"], "-machine q35,x.1a=1: Invalid parameter 'x.1a'"),
+    (["-machine", "q35,_=1"], "-machine q35,_=1: Invalid parameter '_'"),
+    (["-machine", "q35,_.a=1"], "-machine q35,_.a=1: Invalid parameter '_.a'"),
+    (["-machine", "q35,___b=1"], "Property 'pc-q35-10.0-machine.---b' not found"),
+    (["-machine", "q35,é=1"], "-machine q35,é=1: Invalid parameter 'é'"),
+    (["-machine", f"q35,{'a' * 130}.b@=1"],
+     f"-machine q35,{'a' * 130}.b@=1: Parameter fragment '{'a' * 130}' is too long"),
+    (["-machine", "q35", "-global", "driver=ioapic,property=version"],
+     "-global driver=ioapic,property=version: options 'driver', 'property', and 'value' are "
+     "required"),
     (["-machine", "q35,a.b"], "-machine q35,a.b: Expected '=' after parameter 'a.b'"),
     (["-machine", "q35,x.1=1"], "-machine q35,x.1=1: Parameter 'x.0' missing"),
     (["-machine", "q35,x.__a.b_c=1"], "Property 'pc-q35-10.0-machine.x' not found"),
