@@ -116,7 +116,7 @@ def keyval_parse(params: str, implied_key: str | None) -> list[tuple[str, str]]:
                 raise _Help()
             if implied_key is not None:
                 pairs.append((implied_key, s[:length]))
-                s = s[length + 1 :] if length < len(s) else ""
+                s = s[length + 1 :]  # past the comma (or the end)
                 implied_key = None
                 continue
         implied_key = None
@@ -164,7 +164,7 @@ def keyval_dashify(merged: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {}
     spelled: dict[str, str] = {}
     for key, value in merged.items():
-        top = key[: max(_qapi_name_len(key), 0)] or key  # '__a.b_c' is one name
+        top = key[: _qapi_name_len(key)]  # a name keyval_parse checked; '__a.b_c' is one
         dashed = top.replace("_", "-")
         if spelled.setdefault(dashed, top) != top:
             renamed = top if "_" in top else spelled[dashed]
