@@ -240,15 +240,17 @@ def opts_parse(params: str, implied: str | None,
     return pairs, warnings
 
 
-def check_id(ident: str | None, ids: set[str], group: str) -> None:
-    """qemu_opts_create: an option's ``id`` must be an identifier, once per option group."""
+def check_id(ident: str | None, ids: dict[str, set[str]], group: str) -> None:
+    """qemu_opts_create: an option's ``id`` must be an identifier, once per option group
+    (``ids``: the ids given so far, by group)."""
     if ident is None:
         return
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", ident):
         raise ValueError("Parameter 'id' expects an identifier")
-    if ident in ids:
+    seen = ids.setdefault(group, set())
+    if ident in seen:
         raise ValueError(f"Duplicate ID '{ident}' for {group}")
-    ids.add(ident)
+    seen.add(ident)
 
 
 def _opt_value(s: str) -> tuple[str, str]:
@@ -272,17 +274,18 @@ def _opt_value(s: str) -> tuple[str, str]:
 _GLOBAL_SHORT = re.compile(r"^([^.=]{1,63})\.([^=]{1,63})=")
 
 
-def parse_global(text: str, option: str = "-global", ids: set[str] | None = None) -> GlobalOption:
+def parse_global(text: str, option: str = "-global",
+                 ids: dict[str, set[str]] | None = None) -> GlobalOption:
     """qemu_global_option: ``driver.prop=value`` or ``driver=,property=,value=``.
 
-    The long form is a QemuOpts option: its ``id`` is checked (``ids``, the ids of the
-    earlier long-form ``-global`` options) and left out, as QEMU does.
+    The long form is a QemuOpts option: its ``id`` is checked (``ids``: the ids given so
+    far, by group) and left out, as QEMU does.
     """
     match = _GLOBAL_SHORT.match(text)
     if match:
         return GlobalOption(match.group(1), match.group(2), text[match.end():], text)
     try:
-        check_id(opts_id(text), set() if ids is None else ids, "global")
+        check_id(opts_id(text), {} if ids is None else ids, "global")
         pairs, _ = opts_parse(text, None, ("driver", "property", "value"))
     except ValueError as err:
         raise OptionError(option, text, str(err)) from None
@@ -347,8 +350,8 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
     while i < len(args):
         token = args[i]
         i += 1
-        if not token.startswith("-") or token == "-":
-            continue  # QEMU takes a bare argument as a disk image (-hda)
+        if not token.startswith("-"):
+            continue  # QEMU takes a bare argument as a disk image (-hda); '-' is an option
         name = token[2:] if token.startswith("--") else token[1:]
         if name not in table:
             raise UsageError(f"{token}: invalid option")
@@ -368,7 +371,7 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
             elif name == "enable-kvm":
                 machine["accel"] = "kvm"
             elif name == "accel":
-                check_id(opts_id(arg), ids.setdefault("accel", set()), "accel")
+                check_id(opts_id(arg), ids, "accel")
                 pairs, warns = opts_parse(arg, "accel")
                 warnings += [f"{token} {arg}: {w}" for w in warns]
                 accel = dict(pairs).get("accel")
@@ -377,13 +380,13 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
                 accels.append(AccelOption(accel, tuple(p for p in pairs if p[0] != "accel"),
                                           f"{token} {arg}"))
             elif name == "global":
-                globals_.append(parse_global(arg, token, ids.setdefault("global", set())))
+                globals_.append(parse_global(arg, token, ids))
             elif name == "cpu":
                 if arg in _HELP:
                     raise _Help()
                 cpu = parse_cpu(arg)
             elif name == "device":
-                device, warns = _parse_device(token, arg, ids.setdefault("device", set()))
+                device, warns = _parse_device(token, arg, ids)
                 devices.append(device)
                 warnings += [f"{token} {arg}: {w}" for w in warns]
             elif name == "incoming":
@@ -400,7 +403,8 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
                        type_text)
 
 
-def _parse_device(token: str, arg: str, ids: set[str]) -> tuple[DeviceOption, list[str]]:
+def _parse_device(token: str, arg: str,
+                  ids: dict[str, set[str]]) -> tuple[DeviceOption, list[str]]:
     if arg.startswith("{"):
         try:
             spec = json.loads(arg, object_pairs_hook=_json_object)

@@ -387,6 +387,7 @@ NAMES_AND_JSON: list[tuple[list[str], str | None]] = [
      "found"),
     (["-machine", "q35,x.1a=1"], "-machine q35,x.1a=1: Invalid parameter 'x.1a'"),
     (["-machine", "q35,_=1"], "-machine q35,_=1: Invalid parameter '_'"),
+    (["-machine", "q35", "-"], "-: invalid option"),  # not a disk image
     (["-machine", "q35,aXb=1"], "Property 'pc-q35-10.0-machine.aXb' not found"),
     (["-accel", "tcg,aXb=1"], "-accel tcg,aXb=1: Property 'tcg-accel.aXb' not found"),
     (["-machine", f"q35,{'a' * 127}=1"], f"Property 'pc-q35-10.0-machine.{'a' * 127}' not found"),
