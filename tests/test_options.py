@@ -203,6 +203,10 @@ def test_each_option_keeps_its_text() -> None:
     assert opts.accels[0].text == "-accel tcg"
     assert (opts.machine_text, opts.machine_type_text) == ("-M q35", "-M q35")
     assert parse_args(["-M", "usb=on"]).machine_type_text == ""  # no type named
+    # several -machine options are merged; messages quote them all, in order
+    opts = parse_args(["-M", "usb=on", "-machine", "q35", "-M", "vmport=off"])
+    assert opts.machine_text == "-M usb=on -machine q35 -M vmport=off"
+    assert opts.machine_type_text == "-machine q35"
 
 
 def test_device_json_form() -> None:
