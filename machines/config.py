@@ -19,7 +19,8 @@ from machines.values import parse_value
 # -machine keys that QEMU consumes itself instead of setting them on the machine.
 LEGACY_MACHINE_KEYS = ("type", "accel", "kernel-irqchip", "kvm-shadow-mem", "igd-passthru",
                        "memory-backend")
-ACCELERATORS = ("kvm", "tcg", "xen", "qtest")
+# AccelClass.name, which QEMU's "falling back to" line names.
+ACCEL_NAMES = {"kvm": "KVM", "tcg": "tcg", "xen": "Xen", "qtest": "QTest", "hvf": "HVF"}
 
 
 class VmConfig(NamedTuple):
@@ -43,27 +44,39 @@ class VmConfig(NamedTuple):
         return self.machine_as_given is not None and self.machine_as_given != self.machine.name
 
 
-def _pick_accel(opts: QemuOptions, warnings: list[str]) -> tuple[str, str]:
+def _pick_accel(build: Build, opts: QemuOptions, warnings: list[str]) -> tuple[str, str]:
+    """configure_accelerators: the first accelerator the build has, in the order given.
+
+    An accelerator the build does not have (accel_find: no ``NAME-accel`` type) is an
+    error line; QEMU goes on to the next one and, when one is found, says it fell back
+    to it.  When none is found, QEMU exits with those lines (the first is the error).
+    """
     legacy = opts.machine_opt("accel")
     if opts.accels and legacy is not None:
         raise UsageError('The -accel and "-machine accel=" options are incompatible')
     if opts.accels:
-        for accel in opts.accels:
-            if accel.name in ACCELERATORS:
-                return accel.name, accel.text
-            warnings.append(f"{accel.text}: invalid accelerator {accel.name}")
-        raise UsageError("no accelerator found")
-    if legacy is not None:
-        for name in legacy.split(":"):
-            if name in ACCELERATORS:
-                return name, f"-machine accel={legacy}"
-            warnings.append(f"invalid accelerator {name}")
-        raise UsageError("no accelerator found")
-    # QEMU's default: "kvm:tcg" when the program name ends in "kvm", else "tcg:kvm".
-    program = (opts.binary or "qemu-system-x86_64").rsplit("/", 1)[-1]
-    if program.endswith("kvm"):
-        return "kvm", f"default of {program} (kvm:tcg)"
-    return "tcg", f"default of {program} (tcg:kvm)"
+        tried = [(a.name, a.text, f"{a.text}: ") for a in opts.accels]
+    elif legacy is not None:
+        # g_strsplit: an empty string has no names at all
+        tried = [(name, f"-machine accel={legacy}", "") for name in legacy.split(":") if legacy]
+    else:
+        # QEMU's default: "kvm:tcg" when the program name ends in "kvm", else "tcg:kvm".
+        program = (opts.binary or "qemu-system-x86_64").rsplit("/", 1)[-1]
+        if program.endswith("kvm"):
+            return "kvm", f"default of {program} (kvm:tcg)"
+        return "tcg", f"default of {program} (tcg:kvm)"
+    found = [t for t in tried if f"{t[0]}-accel" in build.qom]  # accel_find
+    # -accel options are tried in turn up to the first that works; the names of
+    # -machine accel= are all checked first, then the valid ones tried.
+    upto = tried.index(found[0]) if found and opts.accels else len(tried)
+    failed = [f"{where}invalid accelerator {name}" for name, _, where in tried[:upto]
+              if f"{name}-accel" not in build.qom]
+    if not found:
+        raise UsageError(failed[0] if failed else "no accelerator found")
+    warnings += failed
+    if failed:
+        warnings.append(f"falling back to {ACCEL_NAMES.get(found[0][0], found[0][0])}")
+    return found[0][0], found[0][1]
 
 
 def configure(build: Build, opts: QemuOptions,
@@ -95,11 +108,14 @@ def configure(build: Build, opts: QemuOptions,
     for key, value in opts.machine:
         if key in LEGACY_MACHINE_KEYS:
             continue
-        info = machine_props.get(key)
+        # a.b=...: member b of the property a; '--vendor.com-name' is one (downstream) name
+        prop, nested, _ = (key, "", "") if key.startswith("--") else key.partition(".")
+        info = machine_props.get(prop)
         if info is None:
-            raise PropertyError(f"Property '{machine_type}.{key}' not found")
-        parse_value(info.type, value, key)
-    accel, accel_source = _pick_accel(opts, warnings)
+            raise PropertyError(f"Property '{machine_type}.{prop}' not found")
+        if not nested:  # a list or struct's members are not checked (open)
+            parse_value(info.type, value, key)
+    accel, accel_source = _pick_accel(build, opts, warnings)
     cpu_type = _cpu_type(build, opts.cpu, machine)
     if opts.cpu is not None:
         _check_cpu_features(build, opts.cpu, cpu_type)

@@ -18,7 +18,7 @@ this tool says about a bad option is what QEMU would have said.
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import NamedTuple
 
@@ -112,7 +112,7 @@ def keyval_parse(params: str, implied_key: str | None) -> list[tuple[str, str]]:
                 raise _Help()
             if implied_key is not None:
                 pairs.append((implied_key, s[:length]))
-                s = s[length + 1 :] if length < len(s) else ""
+                s = s[length + 1 :]  # past the comma (or the end)
                 implied_key = None
                 continue
         implied_key = None
@@ -149,21 +149,23 @@ def keyval_parse(params: str, implied_key: str | None) -> list[tuple[str, str]]:
 
 
 def keyval_dashify(merged: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """util/keyval.c's keyval_dashify on the merged ``-machine`` options.
+    """system/vl.c's keyval_dashify on the merged ``-machine`` options.
 
     QEMU merges every ``-machine`` into one dictionary (a key spelled the same
-    way again replaces the earlier value), then turns ``_`` into ``-``; a key
-    whose two spellings were both given is refused, whichever came first.
+    way again replaces the earlier value), then turns ``_`` into ``-`` in its
+    top-level keys (``a_b.c_d`` is ``a-b.c_d``: ``c_d`` is a member of ``a_b``;
+    a downstream ``__vendor.com_name`` is one key); a key whose two spellings
+    were both given is refused, whichever came first.
     """
     out: dict[str, str] = {}
     spelled: dict[str, str] = {}
     for key, value in merged.items():
-        dashed = key.replace("_", "-")
-        if dashed in spelled:
-            renamed = key if "_" in key else spelled[dashed]
+        top = key[: _qapi_name_len(key)]  # a name keyval_parse checked; '__a.b_c' is one
+        dashed = top.replace("_", "-")
+        if spelled.setdefault(dashed, top) != top:
+            renamed = top if "_" in top else spelled[dashed]
             raise UsageError(f"Conflict between '{renamed}' and '{dashed}'")
-        spelled[dashed] = key
-        out[dashed] = value
+        out[dashed + key[len(top) :]] = value
     return tuple(out.items())
 
 
@@ -180,38 +182,71 @@ class _Help(Exception):
 
 # --------------------------------------------------------------- QemuOpts
 
-def opts_parse(params: str, implied: str | None) -> tuple[list[tuple[str, str]], list[str]]:
-    """QemuOpts' opts_do_parse: pairs, and the warnings QEMU would print."""
-    pairs: list[tuple[str, str]] = []
-    warnings: list[str] = []
+def _opt_items(params: str, implied: str | None) -> Iterator[tuple[str, str, str | None]]:
+    """get_opt_name_value over ``params``: ``(name, value, flag)`` for each option.
+
+    ``flag`` is a short-form boolean as typed (``foo`` or ``nofoo``), else None.  Only
+    values take ``,,`` for a literal comma; names and flags end at the first comma.
+    """
     s = params
-    first = True
     while s:
         length = _cspn(s, "=,")
-        if length == len(s) or s[length] != "=":
-            if first and implied is not None:
-                name = implied
-                value, s = _opt_value(s)
-            else:
-                name = s[:length]
-                s = s[length:]
-                if name.startswith("no"):
-                    name, value, prefix = name[2:], "off", "no"
-                else:
-                    value, prefix = "on", ""
-                if name in _HELP:
-                    raise _Help()
-                warnings.append(f"short-form boolean option '{prefix}{name}' deprecated")
-        else:
+        flag = None
+        if length < len(s) and s[length] == "=":
             name = s[:length]
             value, s = _opt_value(s[length + 1 :])
-        if value in _HELP and (name == implied or first):
-            raise _Help()
+        elif implied is not None:
+            name = implied
+            value, s = _opt_value(s)
+        else:
+            flag = name = s[:length]
+            s = s[length:]
+            name, value = (name[2:], "off") if name.startswith("no") else (name, "on")
+        implied = None
+        yield name, value, flag
+        s = s[1:]  # the comma that ended this option
+
+
+def opts_id(params: str) -> str | None:
+    """opts_parse_id: the first ``id=`` (also a short-form ``id``), read with no implied key."""
+    return next((value for name, value, _ in _opt_items(params, None) if name == "id"), None)
+
+
+def opts_parse(params: str, implied: str | None,
+               known: tuple[str, ...] | None = None) -> tuple[list[tuple[str, str]], list[str]]:
+    """QemuOpts' opts_do_parse: pairs (``id`` left out, as QEMU does), and QEMU's warnings.
+
+    ``known`` is the option list's description: with one, a short-form ``help`` asks for
+    help and a name not in it is refused; without (-accel, -device take any name), a
+    short-form ``help`` is an option like any other.
+    """
+    pairs: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    for name, value, flag in _opt_items(params, implied):
+        if flag in _HELP:
+            if known is not None:
+                raise _Help()
+        elif flag is not None:
+            warnings.append(f"short-form boolean option '{flag}' deprecated")
+        if name == "id":
+            continue
+        if known is not None and name not in known:
+            raise ValueError(f"Invalid parameter '{name}'")
         pairs.append((name, value))
-        first = False
-        if s.startswith(","):
-            s = s[1:]
     return pairs, warnings
+
+
+def check_id(ident: str | None, ids: dict[str, set[str]], group: str) -> None:
+    """qemu_opts_create: an option's ``id`` must be an identifier, once per option group
+    (``ids``: the ids given so far, by group)."""
+    if ident is None:
+        return
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", ident):
+        raise ValueError("Parameter 'id' expects an identifier")
+    seen = ids.setdefault(group, set())
+    if ident in seen:
+        raise ValueError(f"Duplicate ID '{ident}' for {group}")
+    seen.add(ident)
 
 
 def _opt_value(s: str) -> tuple[str, str]:
@@ -235,20 +270,25 @@ def _opt_value(s: str) -> tuple[str, str]:
 _GLOBAL_SHORT = re.compile(r"^([^.=]{1,63})\.([^=]{1,63})=")
 
 
-def parse_global(text: str, option: str = "-global") -> GlobalOption:
-    """qemu_global_option: ``driver.prop=value`` or ``driver=,property=,value=``."""
+def parse_global(text: str, option: str = "-global",
+                 ids: dict[str, set[str]] | None = None) -> GlobalOption:
+    """qemu_global_option: ``driver.prop=value`` or ``driver=,property=,value=``.
+
+    The long form is a QemuOpts option: its ``id`` is checked (``ids``: the ids given so
+    far, by group) and left out, as QEMU does.
+    """
     match = _GLOBAL_SHORT.match(text)
     if match:
         return GlobalOption(match.group(1), match.group(2), text[match.end():], text)
     try:
-        pairs, _ = opts_parse(text, None)
+        check_id(opts_id(text), {} if ids is None else ids, "global")
+        pairs, _ = opts_parse(text, None, ("driver", "property", "value"))
+    except ValueError as err:
+        raise OptionError(option, text, str(err)) from None
     except _Help:
         raise OptionError(option, text, "help is not available here; see 'machines show'") \
             from None
     found = dict(pairs)
-    unknown = [k for k, _ in pairs if k not in ("driver", "property", "value")]
-    if unknown:
-        raise OptionError(option, text, f"Invalid parameter '{unknown[0]}'")
     if not all(k in found for k in ("driver", "property", "value")):
         raise OptionError(option, text, "options 'driver', 'property', and 'value' are required")
     return GlobalOption(found["driver"], found["property"], found["value"], text)
@@ -301,12 +341,13 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
     devices: list[DeviceOption] = []
     warnings: list[str] = []
     cpu = incoming = loadvm = None
+    ids: dict[str, set[str]] = {}  # QemuOpts ids, per option group
     i = 0
     while i < len(args):
         token = args[i]
         i += 1
-        if not token.startswith("-") or token == "-":
-            continue  # QEMU takes a bare argument as a disk image (-hda)
+        if not token.startswith("-"):
+            continue  # QEMU takes a bare argument as a disk image (-hda); '-' is an option
         name = token[2:] if token.startswith("--") else token[1:]
         if name not in table:
             raise UsageError(f"{token}: invalid option")
@@ -326,21 +367,24 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
             elif name == "enable-kvm":
                 machine["accel"] = "kvm"
             elif name == "accel":
+                check_id(opts_id(arg), ids, "accel")
                 pairs, warns = opts_parse(arg, "accel")
                 warnings += [f"{token} {arg}: {w}" for w in warns]
                 accel = dict(pairs).get("accel")
-                if not accel:
-                    raise OptionError(token, arg, "Parameter 'accel' is missing")
+                if accel is None or accel in _HELP:
+                    raise _Help()  # QEMU lists its accelerators and exits
                 accels.append(AccelOption(accel, tuple(p for p in pairs if p[0] != "accel"),
                                           f"{token} {arg}"))
             elif name == "global":
-                globals_.append(parse_global(arg, token))
+                globals_.append(parse_global(arg, token, ids))
             elif name == "cpu":
                 if arg in _HELP:
                     raise _Help()
                 cpu = parse_cpu(arg)
             elif name == "device":
-                devices.append(_parse_device(token, arg))
+                device, warns = _parse_device(token, arg, ids)
+                devices.append(device)
+                warnings += [f"{token} {arg}: {w}" for w in warns]
             elif name == "incoming":
                 incoming = arg
             elif name == "loadvm":
@@ -355,25 +399,41 @@ def parse_args(args: Sequence[str], binary: str | None = None) -> QemuOptions:
                        type_text)
 
 
-def _parse_device(token: str, arg: str) -> DeviceOption:
+def _parse_device(token: str, arg: str,
+                  ids: dict[str, set[str]]) -> tuple[DeviceOption, list[str]]:
     if arg.startswith("{"):
         import json  # here: JSON -device options are rare, and a cold start skips json
 
         try:
-            spec = json.loads(arg)
+            spec = json.loads(arg, object_pairs_hook=_json_object)
         except json.JSONDecodeError as err:
             raise OptionError(token, arg, f"JSON parse error, {err.msg}") from None
         if not isinstance(spec, dict) or not isinstance(spec.get("driver"), str):
             raise OptionError(token, arg, "Parameter 'driver' is missing")
         props = tuple((str(k), json.dumps(v) if not isinstance(v, str) else v)
                       for k, v in spec.items() if k != "driver")
-        return DeviceOption(spec["driver"], props, f"{token} {arg}")
-    pairs, _ = opts_parse(arg, "driver")
+        return DeviceOption(spec["driver"], props, f"{token} {arg}"), []
+    ident = opts_id(arg)
+    check_id(ident, ids, "device")
+    pairs, warnings = opts_parse(arg, "driver")
     found = dict(pairs)
+    if found.get("driver") in _HELP or any(name in _HELP for name, _ in pairs):
+        raise _Help()  # qdev_device_help: a driver or a property named help
     if "driver" not in found:
         raise OptionError(token, arg, "Parameter 'driver' is missing")
-    return DeviceOption(found["driver"], tuple(p for p in pairs if p[0] != "driver"),
-                        f"{token} {arg}")
+    props = (("id", ident),) if ident is not None else ()
+    return DeviceOption(found["driver"], props + tuple(p for p in pairs if p[0] != "driver"),
+                        f"{token} {arg}"), warnings
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """QEMU's JSON parser refuses a key given twice in one object (json-parser.c)."""
+    import json  # loaded already: this is json.loads' object hook
+
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise json.JSONDecodeError("duplicate key", "", 0)
+    return found
 
 
 def split_command_line(text: str) -> tuple[str | None, list[str]]:

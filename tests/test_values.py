@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from machines.errors import PropertyError
-from machines.values import format_value, parse_size, parse_value, strtoll, strtoull
+from machines.values import (
+    format_value,
+    parse_bool,
+    parse_size,
+    parse_value,
+    strtoll,
+    strtoull,
+)
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -94,3 +103,28 @@ def test_strings_pass_through() -> None:
 def test_format_value() -> None:
     assert format_value(True) == "on"
     assert format_value(17) == "17"
+
+
+# Each refusal of the public readers names the text it refused (the one it was given, not a
+# part of it), whichever step refused it: one row per place that raises.
+REFUSED = [
+    (strtoull, "x"), (strtoull, "08 "), (strtoull, "18446744073709551616"),
+    (strtoll, "x"), (strtoll, "9223372036854775808"),
+    (parse_bool, "maybe"),
+    (parse_size, "-1"),       # ERANGE, nothing left over
+    (parse_size, "-1x"),      # ERANGE with something left over: EINVAL
+    (parse_size, "0x1."),     # hex with a fraction
+    (parse_size, "x.5"),      # the fraction does not parse
+    (parse_size, "abc"),      # no number
+    (parse_size, "1.5"),      # a fraction with no scale
+    (parse_size, "1kx"),      # left over after the suffix
+    (parse_size, "16E"),      # out of range after scaling
+]
+
+
+@pytest.mark.parametrize(("reader", "text"), REFUSED,
+                         ids=[f"{r.__name__}({t!r})" for r, t in REFUSED])
+def test_a_refusal_names_the_text(reader: Callable[[str], object], text: str) -> None:
+    with pytest.raises((ValueError, OverflowError)) as err:
+        reader(text)
+    assert str(err.value) in (text, f"not a number: {text!r}")
