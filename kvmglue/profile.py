@@ -231,13 +231,10 @@ def shipped(name: str) -> KernelProfile:
     names = shipped_names()
     if name not in names:
         raise UsageError(unknown_name_message("kernel profile", name, names))
-    path = os.path.join(SHIPPED_DIR, f"{name}.json")
-    from machines.compat.packed import load_packed  # the packed twin needs no json import
+    from machines.compat.packed import load_shipped  # its packed twin needs no json import
 
-    doc = load_packed(path)
-    if doc is None:
-        return load(path)
-    return KernelProfile.from_json(doc, f"kernel profile {path}")
+    path = os.path.join(SHIPPED_DIR, f"{name}.json")
+    return KernelProfile.from_json(load_shipped(path, "kernel profile"), f"kernel profile {path}")
 
 
 def unknown_name_message(what: str, name: str, names: tuple[str, ...]) -> str:

@@ -64,14 +64,12 @@ def get_build(name: str | None = None) -> Build:
 def _load_import(path: str) -> dict[str, Any]:
     # The files shipped in the package are checked by the test suite like
     # code; only files from elsewhere pay for the field-by-field check.
-    shipped = os.path.dirname(path) == os.path.realpath(DATA)
-    if shipped:  # the packed form: the QOM tables are decoded per type, when asked for
-        from machines.compat.packed import load_packed
+    if os.path.dirname(path) == os.path.realpath(DATA):
+        # the packed form: the QOM tables are decoded per type, when asked for
+        from machines.compat.packed import load_shipped
 
-        packed = load_packed(path)
-        if packed is not None:
-            return check_import(packed, path, deep=False)
-    return check_import(load_json(path, "QEMU build data"), path, deep=not shipped)
+        return check_import(load_shipped(path, "QEMU build data"), path, deep=False)
+    return check_import(load_json(path, "QEMU build data"), path)
 
 
 def check_import(doc: Any, path: str, deep: bool = True) -> dict[str, Any]:
@@ -139,10 +137,10 @@ def build_from_import(doc: dict[str, Any], name: str) -> Build:
 @cache
 def model_doc() -> dict[str, Any]:
     """The generated model data (compat arrays per release, options), decoded once."""
-    from machines.compat.packed import load_packed
+    from machines.compat.packed import load_shipped
 
     path = os.path.join(DATA, "model.json")
-    doc: dict[str, Any] = load_packed(path) or load_json(path, "model data")
+    doc: dict[str, Any] = load_shipped(path, "model data")
     check_schema(doc, *MODEL_SCHEMA, where=str(path))
     return doc
 

@@ -117,6 +117,17 @@ def load_packed(path: str) -> dict[str, Any] | None:
     return doc
 
 
+def load_shipped(path: str, what: str) -> Any:
+    """A JSON file the package ships, read from its packed twin when there is a usable one
+    (else the JSON itself; failures are one DataError line naming the file)."""
+    packed = load_packed(path)
+    if packed is not None:
+        return packed
+    from machines.schema import load_json
+
+    return load_json(path, what)
+
+
 def unpack(doc: dict[str, Any]) -> dict[str, Any]:
     """A loaded packed document as the plain document it was made from (for the tests)."""
     if not isinstance(doc.get("qom"), dict):
