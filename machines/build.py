@@ -229,15 +229,14 @@ def imported_machines(build: str, data: Mapping[str, Any], tables: Mapping[str, 
         parent: str | None = None
         parent_tables: list[str] = []
         for name in names:
-            own = list(data["machines"][name]["tables"])
-            base = None
-            if parent is not None and own[: len(parent_tables)] == parent_tables:
-                base = parent
-                own = own[len(parent_tables):]
+            tables_of = list(data["machines"][name]["tables"])
+            own, base = tables_of, None
+            if parent is not None and tables_of[: len(parent_tables)] == parent_tables:
+                own, base = tables_of[len(parent_tables):], parent
             family = families.get(prefix, prefix) if parse_machine_name(name).versioned \
                 else None
             classes.add(name, family, maker(name, prefix, base, own, family))
-            parent, parent_tables = name, list(data["machines"][name]["tables"])
+            parent, parent_tables = name, tables_of
     return classes
 
 
