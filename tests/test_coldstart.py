@@ -12,6 +12,7 @@ import pkgutil
 import subprocess
 import sys
 import typing
+from functools import cache
 
 import pytest
 
@@ -25,13 +26,14 @@ NOT_ON_THE_HOT_PATH = {"argparse", "pathlib", "fractions", "decimal", "asyncio",
                        "kvmglue.kvm"}
 
 COMMANDS = {
-    "resolve": ["resolve", "-M", "pc-q35-10.0", "--device", "ioapic"],
-    "preflight": ["preflight", "--release", "10.0.2", "--dest", "linux-7.0/10.0.2",
-                  "-M", "pc-q35-10.0", "-accel", "tcg"],
+    "resolve": ("resolve", "-M", "pc-q35-10.0", "--device", "ioapic"),
+    "preflight": ("preflight", "--release", "10.0.2", "--dest", "linux-7.0/10.0.2",
+                  "-M", "pc-q35-10.0", "-accel", "tcg"),
 }
 
 
-def _modules_after(argv: list[str]) -> set[str]:
+@cache  # each command's subprocess runs once for all the tests here
+def _modules_after(argv: tuple[str, ...]) -> frozenset[str]:
     """The modules a command adds to what the interpreter (and an editable install's
     import hook, which may bring pathlib) loaded before it."""
     code = ("import sys\n"
@@ -39,12 +41,12 @@ def _modules_after(argv: list[str]) -> set[str]:
             "import contextlib, io\n"
             "from machines.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    rc = main({argv!r})\n"
+            f"    rc = main({list(argv)!r})\n"
             "print(rc, *sorted(set(sys.modules) - before))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120).stdout.split()
     assert out[0] == "0"
-    return set(out[1:])
+    return frozenset(out[1:])
 
 
 # The shipped data (builds, model, kernel profiles) is packed (marshal): a text answer

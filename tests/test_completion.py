@@ -18,16 +18,21 @@ BIN = os.path.dirname(sys.executable)
 BASH = shutil.which("bash")
 
 
+def _shell(argv: list[str], script: str) -> str:
+    """``script`` run by a real shell (``argv``), with the installed machines on PATH."""
+    if not os.access(os.path.join(BIN, "machines"), os.X_OK):
+        pytest.skip("needs the installed machines script next to this Python")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run([*argv, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _bash(script: str) -> str:
     if BASH is None:
         pytest.skip("needs bash")
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-    if not os.access(os.path.join(BIN, "machines"), os.X_OK):
-        pytest.skip("needs the installed machines script next to this Python")
-    done = subprocess.run([BASH, "--norc", "--noprofile", "-c", script], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return _shell([BASH, "--norc", "--noprofile"], script)
 
 
 def _complete(*words: str) -> list[str]:
@@ -82,13 +87,7 @@ def _zsh(script: str) -> str:
     zsh = shutil.which("zsh")
     if zsh is None:
         missing("zsh not installed", "MACHINES_REQUIRE_ZSH")
-    if not os.access(os.path.join(BIN, "machines"), os.X_OK):
-        pytest.skip("needs the installed machines script next to this Python")
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-    done = subprocess.run([zsh, "-f", "-c", script], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return _shell([zsh, "-f"], script)
 
 
 def _zsh_complete(*words: str) -> list[str]:
